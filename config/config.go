@@ -1,0 +1,368 @@
+// Package config reads the connector's configuration from the environment and
+// checks it, so that a bad value stops the program before it connects anywhere.
+//
+// Variable names are those of the OpenFaaS connectors, in lower case
+// (gateway_url, broker_hosts, ...); the upper-case spelling is accepted too.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// Config is everything the connector can be told. The zero value is not
+// useful: FromEnv fills in the defaults written in each field's tag.
+type Config struct {
+	// GatewayURL is the OpenFaaS-style gateway that lists and invokes functions.
+	GatewayURL string `envconfig:"gateway_url" default:"http://gateway:8080" desc:"an http or https URL"`
+
+	// Brokers are the bootstrap brokers. More than one lets the connector
+	// start while one of them is down. broker_host is the older spelling.
+	Brokers []string `envconfig:"broker_hosts" default:"kafka:9092" desc:"comma-separated host:port list"`
+
+	// Topics, when not empty, is an allow-list: a function annotated with a
+	// topic outside it does not consume that topic. It lets one connector
+	// serve part of a cluster while another serves the rest.
+	Topics []string `envconfig:"topics" desc:"comma-separated topic names"`
+
+	// TopicDelimiter separates the topics of one `topic` annotation.
+	TopicDelimiter string `envconfig:"topic_delimiter" default:"," desc:"a non-empty separator"`
+
+	// Group prefixes every consumer-group id: a function's group is
+	// "<Group>-<function>", so each function has its own offsets and a slow
+	// function never holds back another one on the same topic.
+	Group string `envconfig:"group" default:"kafka-connector" desc:"a non-empty consumer-group prefix"`
+
+	// InitialOffset is where a group that has never committed starts.
+	// Latest, as the CKafka trigger does: a new function is not flooded with
+	// a topic's history unless asked to.
+	InitialOffset types.StartOffset `envconfig:"initial_offset" default:"latest" desc:"latest, earliest (newest and oldest are accepted), an RFC 3339 time or Unix milliseconds"`
+
+	// MaxMessages is the largest batch. 100 keeps one invocation small enough
+	// for any function while cutting the HTTP calls a hundredfold.
+	MaxMessages int `envconfig:"max_messages" default:"100" desc:"a whole number from 1 to 10000"`
+
+	// MaxWait is how long a batch waits for more messages after its first
+	// one. It bounds the latency a batch adds when traffic is light.
+	MaxWait time.Duration `envconfig:"max_wait" default:"1s" desc:"a duration from 0 to 60s, such as 10ms or 1s"`
+
+	// MaxBytes caps the request body, as the gateway and functions limit
+	// what they accept. A single message larger than this is delivered alone
+	// rather than dropped.
+	MaxBytes int `envconfig:"max_bytes" default:"6291456" desc:"a whole number of bytes from 1024 up"`
+
+	// UpstreamTimeout bounds one invocation. A function slower than this
+	// counts as failed and its batch is retried.
+	UpstreamTimeout time.Duration `envconfig:"upstream_timeout" default:"60s" desc:"a positive duration, such as 30s or 2m"`
+
+	// RebuildInterval is how often the gateway is asked for its functions.
+	RebuildInterval time.Duration `envconfig:"rebuild_interval" default:"30s" desc:"a duration of at least 100ms, such as 30s"`
+
+	// RetryBackoffInitial is the delay before the first retry of a failed
+	// batch; each further retry doubles it, up to RetryBackoffMax.
+	RetryBackoffInitial time.Duration `envconfig:"retry_backoff_initial" default:"500ms" desc:"a positive duration, such as 500ms"`
+
+	// RetryBackoffMax caps the retry delay, so a function that comes back is
+	// found within a minute at most.
+	RetryBackoffMax time.Duration `envconfig:"retry_backoff_max" default:"60s" desc:"a duration no shorter than retry_backoff_initial"`
+
+	// MaxRetries is how many times a failed batch is retried before the
+	// connector gives up on it. -1, the default, retries until success as the
+	// CKafka trigger does: nothing is skipped unless the operator says so.
+	MaxRetries int `envconfig:"max_retries" default:"-1" desc:"-1 (retry until success) or a whole number from 0 to 10000"`
+
+	// ContentType is the Content-Type of every invocation.
+	ContentType string `envconfig:"content_type" default:"application/json" desc:"a media type"`
+
+	// DeadLetterTopic, when set, receives the messages of a batch whose
+	// retries are spent, with headers saying where they came from and why;
+	// only then is the batch committed. Empty: such a batch is logged and
+	// committed.
+	DeadLetterTopic string `envconfig:"dead_letter_topic" desc:"a Kafka topic name or nothing"`
+
+	// AsynchronousInvocation posts to the gateway's queue (/async-function/)
+	// instead of invoking and waiting. A 202 is then success: retries belong
+	// to the gateway's queue worker, and order within a partition is no
+	// longer guaranteed.
+	AsynchronousInvocation bool `envconfig:"asynchronous_invocation" default:"false" desc:"true or false"`
+
+	// CallbackURL, with AsynchronousInvocation, is sent as X-Callback-Url so
+	// that the gateway posts the function's answer there.
+	CallbackURL string `envconfig:"callback_url" desc:"an http or https URL or nothing"`
+
+	// RecordExtras adds each message's timestamp (Unix milliseconds) and
+	// headers to its record. Off by default, so that the event is exactly
+	// the CKafka trigger's.
+	RecordExtras bool `envconfig:"record_extras" default:"false" desc:"true or false"`
+
+	// BasicAuth makes every gateway call carry the credentials read from
+	// SecretMountPath/basic-auth-user and basic-auth-password.
+	BasicAuth bool `envconfig:"basic_auth" default:"false" desc:"true or false"`
+
+	// SecretMountPath is the folder holding the gateway credentials.
+	SecretMountPath string `envconfig:"secret_mount_path" default:"/var/secrets" desc:"a folder"`
+
+	// PrintResponse logs the status of every invocation; PrintResponseBody
+	// adds the function's answer.
+	PrintResponse     bool `envconfig:"print_response" default:"false" desc:"true or false"`
+	PrintResponseBody bool `envconfig:"print_response_body" default:"false" desc:"true or false"`
+
+	// HTTPAddr is where the connector serves /healthz and /readyz.
+	HTTPAddr string `envconfig:"http_addr" default:":8081" desc:"a listen address such as :8081"`
+
+	// ShutdownTimeout is how long a stop signal waits for the invocations in
+	// flight to finish and be committed before they are abandoned.
+	ShutdownTimeout time.Duration `envconfig:"shutdown_timeout" default:"30s" desc:"a duration from 0 up, such as 30s"`
+
+	// LogFormat and LogLevel shape the log/slog output.
+	LogFormat string `envconfig:"log_format" default:"text" desc:"text or json"`
+	LogLevel  string `envconfig:"log_level" default:"info" desc:"debug, info, warn or error"`
+
+	// GatewayUser and GatewayPassword are read from SecretMountPath when
+	// BasicAuth is on; they never appear in logs.
+	GatewayUser     string `ignored:"true"`
+	GatewayPassword string `ignored:"true"`
+}
+
+// Error is a configuration value that cannot be used. Its message names the
+// variable, the value and what is allowed, and is meant to be shown as is.
+type Error struct {
+	Var     string // the variable, as the operator spells it
+	Value   string
+	Allowed string
+	Err     error // the underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s=%q: want %s", e.Var, e.Value, e.Allowed)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// FromEnv reads the configuration from the process environment, fills in the
+// defaults and checks every value.
+func FromEnv() (Config, error) {
+	// envconfig looks variables up in upper case only, while the OpenFaaS
+	// connectors are configured in lower case; copying the lower-case
+	// spellings up first lets both work.
+	for _, name := range append(Names(), "broker_host") {
+		upper := strings.ToUpper(name)
+		if v, ok := os.LookupEnv(name); ok {
+			if _, set := os.LookupEnv(upper); !set {
+				os.Setenv(upper, v)
+			}
+		}
+	}
+	if _, ok := os.LookupEnv("BROKER_HOSTS"); !ok {
+		if v, ok := os.LookupEnv("BROKER_HOST"); ok {
+			os.Setenv("BROKER_HOSTS", v)
+		}
+	}
+
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, fieldError(pe.FieldName, pe.Value, pe.Err)
+		}
+		return Config{}, err
+	}
+	c.Brokers = cleanList(c.Brokers)
+	c.Topics = cleanList(c.Topics)
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	if c.BasicAuth {
+		if err := c.readGatewaySecrets(); err != nil {
+			return Config{}, err
+		}
+	}
+	return c, nil
+}
+
+// Validate checks the values that parse but are out of range.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return fieldError("Brokers", "", nil)
+	case c.TopicDelimiter == "":
+		return fieldError("TopicDelimiter", c.TopicDelimiter, nil)
+	case strings.TrimSpace(c.Group) == "":
+		return fieldError("Group", c.Group, nil)
+	case c.MaxMessages < 1 || c.MaxMessages > 10000:
+		return fieldError("MaxMessages", strconv.Itoa(c.MaxMessages), nil)
+	case c.MaxWait < 0 || c.MaxWait > time.Minute:
+		return fieldError("MaxWait", c.MaxWait.String(), nil)
+	case c.MaxBytes < 1024:
+		return fieldError("MaxBytes", strconv.Itoa(c.MaxBytes), nil)
+	case c.UpstreamTimeout <= 0:
+		return fieldError("UpstreamTimeout", c.UpstreamTimeout.String(), nil)
+	case c.RebuildInterval < 100*time.Millisecond:
+		return fieldError("RebuildInterval", c.RebuildInterval.String(), nil)
+	case c.RetryBackoffInitial <= 0:
+		return fieldError("RetryBackoffInitial", c.RetryBackoffInitial.String(), nil)
+	case c.RetryBackoffMax < c.RetryBackoffInitial:
+		return fieldError("RetryBackoffMax", c.RetryBackoffMax.String(), nil)
+	case c.MaxRetries < -1 || c.MaxRetries > 10000:
+		return fieldError("MaxRetries", strconv.Itoa(c.MaxRetries), nil)
+	case c.ShutdownTimeout < 0:
+		return fieldError("ShutdownTimeout", c.ShutdownTimeout.String(), nil)
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return fieldError("LogFormat", c.LogFormat, nil)
+	}
+	if c.DeadLetterTopic != "" {
+		if err := types.CheckTopicName(c.DeadLetterTopic); err != nil {
+			return fieldError("DeadLetterTopic", c.DeadLetterTopic, err)
+		}
+	}
+	if c.CallbackURL != "" {
+		if err := checkURL(c.CallbackURL); err != nil {
+			return fieldError("CallbackURL", c.CallbackURL, err)
+		}
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		return fieldError("LogLevel", c.LogLevel, nil)
+	}
+	if err := checkURL(c.GatewayURL); err != nil {
+		return fieldError("GatewayURL", c.GatewayURL, err)
+	}
+	for _, b := range c.Brokers {
+		if err := checkHostPort(b); err != nil {
+			return fieldError("Brokers", strings.Join(c.Brokers, ","), err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) readGatewaySecrets() error {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(c.SecretMountPath, name))
+		if err != nil {
+			return "", fieldError("SecretMountPath", c.SecretMountPath, err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fieldError("SecretMountPath", c.SecretMountPath, fmt.Errorf("%s is empty", name))
+		}
+		return s, nil
+	}
+	var err error
+	if c.GatewayUser, err = read("basic-auth-user"); err != nil {
+		return err
+	}
+	c.GatewayPassword, err = read("basic-auth-password")
+	return err
+}
+
+// Trigger returns the connector-wide trigger settings, which a function's
+// annotations may override. Group is the prefix; the connector completes it
+// with each function's name.
+func (c *Config) Trigger() types.TriggerSettings {
+	return types.TriggerSettings{
+		Enabled:             true,
+		Group:               c.Group,
+		StartOffset:         c.InitialOffset,
+		MaxMessages:         c.MaxMessages,
+		MaxWait:             c.MaxWait,
+		MaxBytes:            c.MaxBytes,
+		MaxRetries:          c.MaxRetries,
+		RetryBackoffInitial: c.RetryBackoffInitial,
+		RetryBackoffMax:     c.RetryBackoffMax,
+		UpstreamTimeout:     c.UpstreamTimeout,
+		ContentType:         c.ContentType,
+		DeadLetterTopic:     c.DeadLetterTopic,
+		RecordExtras:        c.RecordExtras,
+		Async:               c.AsynchronousInvocation,
+		CallbackURL:         c.CallbackURL,
+	}
+}
+
+// LogValue is the configuration summary logged at start: every setting but
+// the secrets.
+func (c Config) LogValue() slog.Value {
+	var attrs []slog.Attr
+	v := reflect.ValueOf(c)
+	for _, f := range reflect.VisibleFields(v.Type()) {
+		if name := f.Tag.Get("envconfig"); name != "" {
+			attrs = append(attrs, slog.Any(name, v.FieldByIndex(f.Index).Interface()))
+		}
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Names lists every variable the connector reads, in lower case.
+func Names() []string {
+	var names []string
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[Config]()) {
+		if name := f.Tag.Get("envconfig"); name != "" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// ParseLevel turns a log_level word into a slog level.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// fieldError builds the Error for a Config field, taking the variable name
+// and what is allowed from the field's tags so that they are written once.
+func fieldError(field, value string, err error) error {
+	f, ok := reflect.TypeFor[Config]().FieldByName(field)
+	if !ok {
+		panic("config: no field " + field)
+	}
+	return &Error{Var: f.Tag.Get("envconfig"), Value: value, Allowed: f.Tag.Get("desc"), Err: err}
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("not an http or https URL with a host")
+	}
+	return nil
+}
+
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
+}
+
+func cleanList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

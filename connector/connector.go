@@ -1,0 +1,250 @@
+// Package connector feeds functions from Kafka topics: it reads the function
+// list from the gateway, keeps one trigger per subscribed function, and each
+// trigger consumes its topics through its own consumer group, batches the
+// messages of each partition in order, invokes the function with retries and
+// commits only what was delivered.
+package connector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// Gateway is what the connector needs of the gateway; *gateway.Client is one.
+type Gateway interface {
+	Functions(ctx context.Context) ([]types.Function, error)
+	Invoker
+}
+
+// Connector keeps one trigger running for every function that subscribes to
+// a topic. Create it with New; Run does the work.
+type Connector struct {
+	cfg     config.Config
+	gateway Gateway
+	log     *slog.Logger
+
+	// mu guards what Ready reads while Run changes it.
+	mu       sync.Mutex
+	listed   bool                       // the gateway has answered once
+	triggers map[string]*runningTrigger // by function name as invoked
+	problems map[string]string          // why a function has no trigger, as last logged
+}
+
+type runningTrigger struct {
+	t     *trigger
+	spec  spec
+	abort context.CancelFunc
+}
+
+// spec is what a trigger is made of: when it changes, the trigger restarts.
+type spec struct {
+	topics   []string
+	settings types.TriggerSettings
+}
+
+// New returns a connector between the gateway and the Kafka cluster that
+// cfg describes.
+func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
+	return &Connector{
+		cfg:      cfg,
+		gateway:  gw,
+		log:      log,
+		triggers: make(map[string]*runningTrigger),
+		problems: make(map[string]string),
+	}
+}
+
+// Run reads the function list every rebuild interval and keeps the triggers
+// in step with it, until ctx ends. It then drains the triggers: no new
+// batches, the invocations in flight finish and are committed, the groups
+// are left. What is still in flight after the shutdown timeout is abandoned
+// uncommitted, to be delivered again later.
+func (c *Connector) Run(ctx context.Context) error {
+	// Triggers outlive ctx by the grace period, so they get a context of
+	// their own that only abort ends.
+	triggerCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	var running sync.WaitGroup
+
+	tick := time.NewTicker(c.cfg.RebuildInterval)
+	defer tick.Stop()
+	for {
+		c.refresh(ctx, triggerCtx, &running)
+		select {
+		case <-ctx.Done():
+			c.shutdown(abort, &running)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Ready reports whether the function list has been read and every trigger
+// is in its consumer group (or waiting for its topics to exist).
+func (c *Connector) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.listed {
+		return false
+	}
+	for _, rt := range c.triggers {
+		if !rt.t.ready.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// refresh reads the function list and starts, restarts and stops triggers
+// to match it. When the gateway cannot be read, the triggers stay as they
+// are until the next refresh.
+func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitGroup) {
+	listCtx, cancel := context.WithTimeout(ctx, c.cfg.UpstreamTimeout)
+	fns, err := c.gateway.Functions(listCtx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("cannot list functions; keeping the triggers as they are", "gateway", c.cfg.GatewayURL, "error", err)
+		}
+		return
+	}
+	want := c.specs(fns)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listed = true
+	for name, rt := range c.triggers {
+		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, rt.spec) {
+			c.log.Info("stopping trigger", "function", name, "reason", stopReason(ok))
+			rt.abort()
+			delete(c.triggers, name)
+		}
+	}
+	for name, s := range want {
+		if _, ok := c.triggers[name]; ok {
+			continue
+		}
+		t := c.newTrigger(name, s)
+		tctx, abort := context.WithCancel(triggerCtx)
+		c.triggers[name] = &runningTrigger{t: t, spec: s, abort: abort}
+		c.log.Info("starting trigger", "function", name, "topics", s.topics, "group", s.settings.Group)
+		running.Go(func() { t.run(tctx) })
+	}
+}
+
+func stopReason(stillListed bool) string {
+	if stillListed {
+		return "its topics or settings changed; it restarts with the new ones"
+	}
+	return "the function is gone, unsubscribed or paused"
+}
+
+// specs turns the function list into the triggers it asks for. A function
+// whose annotations cannot be used gets no trigger, and one log line each
+// time its problem changes.
+func (c *Connector) specs(fns []types.Function) map[string]spec {
+	want := make(map[string]spec)
+	problems := make(map[string]string)
+	for _, fn := range fns {
+		name := fn.InvokeName()
+		if err := checkFunctionName(fn); err != nil {
+			problems[name] = err.Error()
+			continue
+		}
+		topics := fn.Topics(c.cfg.TopicDelimiter)
+		if len(c.cfg.Topics) > 0 {
+			topics = slices.DeleteFunc(topics, func(t string) bool { return !slices.Contains(c.cfg.Topics, t) })
+		}
+		if len(topics) == 0 {
+			continue
+		}
+		slices.Sort(topics)
+		defaults := c.cfg.Trigger()
+		defaults.Group = c.cfg.Group + "-" + name
+		settings, err := defaults.WithAnnotations(fn.Annotations)
+		if err != nil {
+			problems[name] = err.Error()
+			continue
+		}
+		if !settings.Enabled {
+			continue
+		}
+		want[name] = spec{topics: topics, settings: settings}
+	}
+	for name, p := range problems {
+		if c.problems[name] != p {
+			c.log.Error("function has no trigger until its annotations are fixed", "function", name, "problem", p)
+		}
+	}
+	c.problems = problems
+	return want
+}
+
+func (c *Connector) newTrigger(function string, s spec) *trigger {
+	return &trigger{
+		function:          function,
+		topics:            s.topics,
+		settings:          s.settings,
+		brokers:           c.cfg.Brokers,
+		newSaramaConfig:   func() *sarama.Config { return c.cfg.Sarama(s.settings) },
+		gateway:           c.gateway,
+		printResponse:     c.cfg.PrintResponse,
+		printResponseBody: c.cfg.PrintResponseBody,
+		checkInterval:     c.cfg.RebuildInterval,
+		log:               c.log.With("function", function),
+		draining:          make(chan struct{}),
+	}
+}
+
+// shutdown drains every trigger and waits for them, aborting what is still
+// in flight when the grace period is over.
+func (c *Connector) shutdown(abort context.CancelFunc, running *sync.WaitGroup) {
+	c.mu.Lock()
+	for _, rt := range c.triggers {
+		rt.t.drain()
+	}
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		running.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(c.cfg.ShutdownTimeout)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		c.log.Warn("shutdown timeout reached; abandoning the invocations in flight, uncommitted", "shutdown_timeout", c.cfg.ShutdownTimeout)
+		abort()
+		<-done
+	}
+}
+
+// checkFunctionName refuses names that cannot be part of an invocation
+// path or a consumer-group id, which a broken gateway could list.
+func checkFunctionName(fn types.Function) error {
+	for _, s := range []string{fn.Name, fn.Namespace} {
+		if len(s) > 253 {
+			return fmt.Errorf("name or namespace longer than 253 characters")
+		}
+		for _, c := range s {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+				return fmt.Errorf("name %q or namespace %q has the character %q: only letters, digits, '-', '_' and '.' are allowed", fn.Name, fn.Namespace, c)
+			}
+		}
+	}
+	if fn.Name == "" {
+		return fmt.Errorf("the gateway listed a function without a name")
+	}
+	return nil
+}

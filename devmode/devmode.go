@@ -1,0 +1,190 @@
+// Package devmode runs the whole loop on one machine with nothing
+// installed: an embedded Kafka broker, a small gateway with a demo function
+// that prints what it receives, and the connector between them. It also
+// holds the producer behind `kafka-connector produce`.
+package devmode
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/connector"
+	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// The demo function and its topic.
+const (
+	DemoFunction = "echo"
+	DemoTopic    = "faas-request"
+)
+
+// Options say where the dev mode listens.
+type Options struct {
+	// KafkaAddr is where the embedded broker listens; only the port is
+	// used, on 127.0.0.1. Default 127.0.0.1:9092.
+	KafkaAddr string
+	// GatewayAddr is where the demo gateway listens. Default 127.0.0.1:8080.
+	GatewayAddr string
+	// GatewayURL, when set, is a real gateway used instead of the demo one.
+	GatewayURL string
+	// Samples is how many sample messages are written at start. Default 3.
+	Samples int
+	// Out receives the events the demo function is invoked with.
+	Out io.Writer
+}
+
+// Run starts the embedded broker and, unless opts.GatewayURL is set, the
+// demo gateway; writes the sample messages; and runs the connector with cfg
+// pointed at them until ctx ends.
+func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger) error {
+	if opts.KafkaAddr == "" {
+		opts.KafkaAddr = "127.0.0.1:9092"
+	}
+	if opts.GatewayAddr == "" {
+		opts.GatewayAddr = "127.0.0.1:8080"
+	}
+	if opts.Samples == 0 {
+		opts.Samples = 3
+	}
+	_, portText, err := net.SplitHostPort(opts.KafkaAddr)
+	if err != nil {
+		return fmt.Errorf("kafka address %q: %w", opts.KafkaAddr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("kafka address %q: port is not a number", opts.KafkaAddr)
+	}
+	cluster, err := kfake.NewCluster(
+		kfake.Ports(port),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(3),
+		kfake.SeedTopics(3, DemoTopic),
+	)
+	if err != nil {
+		return fmt.Errorf("starting the embedded kafka broker on %s: %w", opts.KafkaAddr, err)
+	}
+	defer cluster.Close()
+	cfg.Brokers = cluster.ListenAddrs()
+	log.Info("embedded kafka broker started", "brokers", cfg.Brokers, "topic", DemoTopic)
+
+	var servers sync.WaitGroup
+	defer servers.Wait()
+	if opts.GatewayURL == "" {
+		srv, err := startDemoGateway(opts.GatewayAddr, opts.Out)
+		if err != nil {
+			return err
+		}
+		servers.Go(func() { srv.Serve() })
+		defer srv.Close()
+		cfg.GatewayURL = "http://" + srv.addr
+		log.Info("demo gateway started", "url", cfg.GatewayURL, "function", DemoFunction, "topic", DemoTopic)
+	} else {
+		cfg.GatewayURL = opts.GatewayURL
+		log.Info("using the gateway at "+cfg.GatewayURL+"; annotate a function with topic="+DemoTopic+" to feed it")
+	}
+
+	samples := make([]string, opts.Samples)
+	for i := range samples {
+		samples[i] = fmt.Sprintf(`{"sample":%d,"message":"Hello from kafka-connector"}`, i+1)
+	}
+	if _, err := Produce(ctx, cfg.SaramaProducer(), cfg.Brokers, DemoTopic, nil, samples, nil); err != nil {
+		return fmt.Errorf("writing the sample messages: %w", err)
+	}
+	log.Info("sample messages written; write more with: kafka-connector produce -brokers "+cfg.Brokers[0]+" -topic "+DemoTopic+" 'hello'", "count", len(samples))
+
+	gw := gateway.New(cfg.GatewayURL)
+	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	return connector.New(cfg, gw, log).Run(ctx)
+}
+
+type demoGateway struct {
+	*http.Server
+	ln   net.Listener
+	addr string
+}
+
+func (d *demoGateway) Serve() { d.Server.Serve(d.ln) }
+
+func startDemoGateway(addr string, out io.Writer) (*demoGateway, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("starting the demo gateway on %s: %w (use -gateway-addr to choose another)", addr, err)
+	}
+	var printing sync.Mutex
+	gw := &gatewaytest.Gateway{NoRecord: true}
+	gw.SetFunctions(types.Function{Name: DemoFunction, Annotations: map[string]string{types.TopicAnnotation: DemoTopic}})
+	gw.Handle(DemoFunction, func(c *gatewaytest.Call) (int, []byte) {
+		printing.Lock()
+		defer printing.Unlock()
+		fmt.Fprintf(out, "%s invoked (partition %s, offsets %s-%s, attempt %s):\n%s\n",
+			DemoFunction, c.Header.Get("X-Kafka-Partition"), c.Header.Get("X-Kafka-First-Offset"),
+			c.Header.Get("X-Kafka-Last-Offset"), c.Header.Get("X-Delivery-Attempt"), c.Body)
+		return http.StatusOK, []byte("ok")
+	})
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	return &demoGateway{Server: srv, ln: ln, addr: ln.Addr().String()}, nil
+}
+
+// Produce writes one message per element of messages to topic or, when
+// messages is empty, one per line read from in. key nil writes messages
+// without a key. It returns how many were written and acknowledged.
+func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic string, key []byte, messages []string, in io.Reader) (int, error) {
+	producer, err := sarama.NewSyncProducer(brokers, sc)
+	if err != nil {
+		return 0, fmt.Errorf("connecting to %v: %w", brokers, err)
+	}
+	defer producer.Close()
+	send := func(value string) error {
+		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(value)}
+		if key != nil {
+			m.Key = sarama.ByteEncoder(key)
+		}
+		if _, _, err := producer.SendMessage(m); err != nil {
+			return fmt.Errorf("writing to %s: %w", topic, err)
+		}
+		return nil
+	}
+	n := 0
+	if len(messages) > 0 {
+		for _, m := range messages {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			if err := send(m); err != nil {
+				return n, err
+			}
+			n++
+		}
+		return n, nil
+	}
+	if in == nil {
+		return 0, errors.New("no messages given and no input to read them from")
+	}
+	lines := bufio.NewScanner(in)
+	lines.Buffer(make([]byte, 64<<10), 16<<20)
+	for lines.Scan() {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if err := send(lines.Text()); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, lines.Err()
+}

@@ -1,0 +1,259 @@
+// Package gateway is the connector's client of an OpenFaaS-style gateway: it
+// lists the functions and invokes them. It is the part of the OpenFaaS
+// connector-sdk contract the connector needs, written to be safe to call
+// from many partitions at once.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// Limits on what is read from the gateway, so that a gateway answering
+// without end cannot exhaust the connector's memory.
+const (
+	// MaxListBytes bounds one /system/functions or /system/namespaces answer.
+	MaxListBytes = 32 << 20
+	// MaxResponseBytes bounds the part of a function's answer that is kept
+	// (for logging and partial batch results); the rest is read and dropped
+	// so that the connection can be reused.
+	MaxResponseBytes = 1 << 20
+)
+
+// Client talks to one gateway. Its methods may be called concurrently.
+type Client struct {
+	// URL is the gateway's base URL, such as http://gateway:8080.
+	URL string
+	// Username and Password, when Username is not empty, are sent as HTTP
+	// basic auth with every call.
+	Username, Password string
+	// HTTP is the client used for every call; nil means http.DefaultClient.
+	// New sets one tuned for the connector. Timeouts come from the contexts
+	// passed in, not from the client.
+	HTTP *http.Client
+}
+
+// New returns a client of the gateway at url, with an HTTP client tuned for
+// invoking from many partitions at once.
+func New(url string) *Client {
+	return &Client{URL: url, HTTP: NewHTTPClient()}
+}
+
+// NewHTTPClient returns a client whose transport keeps one idle connection
+// per partition being delivered, up to a thousand: every partition invokes
+// in parallel, and opening a connection per invocation would dominate the
+// cost of small batches.
+func NewHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no limit across hosts; MaxIdleConnsPerHost bounds it
+	t.MaxIdleConnsPerHost = 1000
+	t.IdleConnTimeout = 90 * time.Second
+	// Asking for gzip would make every function answer pay for compression
+	// the connector does not need.
+	t.DisableCompression = true
+	return &http.Client{
+		Transport: t,
+		// A function's redirect is its answer, not something to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Request is one invocation.
+type Request struct {
+	// Function is the name as invoked: "name" or "name.namespace".
+	Function string
+	// Async posts to /async-function/ instead of /function/: the gateway
+	// queues the call and answers 202.
+	Async  bool
+	Body   []byte
+	Header http.Header
+}
+
+// Response is what the function (or the gateway on its behalf) answered.
+type Response struct {
+	Status int
+	// Body holds at most MaxResponseBytes of the answer.
+	Body []byte
+}
+
+// OK reports whether the status is a success (2xx).
+func (r Response) OK() bool { return r.Status >= 200 && r.Status < 300 }
+
+// Invoke posts the request to the gateway and returns the answer, whatever
+// its status. The error is for calls that got no answer: a refused
+// connection, a timeout, a cancelled context.
+func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
+	path := "/function/"
+	if r.Async {
+		path = "/async-function/"
+	}
+	u := strings.TrimRight(c.URL, "/") + path + url.PathEscape(r.Function)
+	var bodies bodyTracker
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bodies.open(r.Body))
+	if err != nil {
+		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)
+	}
+	req.ContentLength = int64(len(r.Body))
+	// GetBody lets the transport replay the request on a fresh connection
+	// when a pooled one turns out to have been closed by the gateway.
+	req.GetBody = func() (io.ReadCloser, error) { return bodies.open(r.Body), nil }
+	// The transport may go on reading a body after Do returns; waiting for
+	// it to close them all lets the caller reuse r.Body at once.
+	defer bodies.wait()
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	c.auth(req)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
+	if err == nil {
+		// Read what is left so that the connection goes back to the pool.
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	if err != nil {
+		return Response{Status: resp.StatusCode, Body: answer}, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
+	}
+	return Response{Status: resp.StatusCode, Body: answer}, nil
+}
+
+// bodyTracker hands out readers of a request body and tells when the
+// transport has closed every one of them.
+type bodyTracker struct {
+	mu     sync.Mutex
+	closed []chan struct{}
+}
+
+func (t *bodyTracker) open(b []byte) io.ReadCloser {
+	done := make(chan struct{})
+	t.mu.Lock()
+	t.closed = append(t.closed, done)
+	t.mu.Unlock()
+	return &trackedBody{Reader: bytes.NewReader(b), closed: done}
+}
+
+// wait returns once every body handed out is closed. The transport closes a
+// request's body even on errors, and asks for no new one after Do returns.
+func (t *bodyTracker) wait() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.closed {
+		<-c
+	}
+}
+
+type trackedBody struct {
+	*bytes.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *trackedBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// Functions lists the functions of every namespace. A gateway without
+// namespace support (404 or an empty list) has one default namespace.
+func (c *Client) Functions(ctx context.Context) ([]types.Function, error) {
+	var namespaces []string
+	found, err := c.getJSON(ctx, "/system/namespaces", &namespaces)
+	if err != nil {
+		return nil, err
+	}
+	if !found || len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	var all []types.Function
+	for _, ns := range namespaces {
+		path := "/system/functions"
+		if ns != "" {
+			path += "?namespace=" + url.QueryEscape(ns)
+		}
+		var fns []types.Function
+		found, err := c.getJSON(ctx, path, &fns)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("listing functions: GET %s: 404 Not Found", c.URL+path)
+		}
+		all = append(all, fns...)
+	}
+	return all, nil
+}
+
+// getJSON decodes the answer to GET path into v. found is false for a 404.
+func (c *Client) getJSON(ctx context.Context, path string, v any) (found bool, err error) {
+	u := strings.TrimRight(c.URL, "/") + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, fmt.Errorf("GET %s: %w", u, err)
+	}
+	c.auth(req)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return false, fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return false, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxListBytes+1))
+	if err != nil {
+		return false, fmt.Errorf("GET %s: reading the answer: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("GET %s: status %d: %s", u, resp.StatusCode, snippet(body))
+	}
+	if len(body) > MaxListBytes {
+		return false, fmt.Errorf("GET %s: answer larger than %d bytes", u, MaxListBytes)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("GET %s: not the expected JSON: %w (answer starts %s)", u, err, snippet(body))
+	}
+	return true, nil
+}
+
+func (c *Client) auth(req *http.Request) {
+	if c.Username != "" {
+		req.SetBasicAuth(c.Username, c.Password)
+	}
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+// snippet quotes the start of an answer for an error message.
+func snippet(b []byte) string {
+	const max = 200
+	if len(b) > max {
+		return fmt.Sprintf("%q...", b[:max])
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// IsTimeout reports whether err is an invocation that ran out of time.
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}

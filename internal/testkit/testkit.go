@@ -1,0 +1,210 @@
+// Package testkit gives the tests real parts to run against: an embedded
+// Kafka-protocol cluster of several brokers, an independent Kafka client
+// (franz-go) to write messages and read group offsets, a recording gateway
+// behind a real HTTP server, and a running connector.
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/connector"
+	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+)
+
+// Brokers is how many brokers a test cluster has.
+const Brokers = 3
+
+// Cluster starts an embedded cluster of Brokers brokers with the topics,
+// each of partitions partitions. It is closed when the test ends.
+func Cluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
+	t.Helper()
+	opts := []kfake.Opt{kfake.NumBrokers(Brokers), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(int(partitions))}
+	if len(topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(partitions, topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("starting the embedded kafka cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Client is an independent Kafka client for writing messages and reading
+// what the connector committed.
+type Client struct {
+	t     testing.TB
+	Kgo   *kgo.Client
+	Admin *kadm.Client
+}
+
+// NewClient connects a client to the cluster. Records with a partition set
+// go to that partition.
+func NewClient(t testing.TB, c *kfake.Cluster) *Client {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.ListenAddrs()...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return &Client{t: t, Kgo: cl, Admin: kadm.NewClient(cl)}
+}
+
+// Produce writes the records and waits for them to be acknowledged.
+func (c *Client) Produce(records ...*kgo.Record) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for start := 0; start < len(records); start += 10000 {
+		end := min(start+10000, len(records))
+		if err := c.Kgo.ProduceSync(ctx, records[start:end]...).FirstErr(); err != nil {
+			c.t.Fatalf("producing: %v", err)
+		}
+	}
+}
+
+// Committed returns the offsets the group committed, by topic and partition.
+func (c *Client) Committed(group string) map[string]map[int32]int64 {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Admin.FetchOffsets(ctx, group)
+	if err != nil {
+		c.t.Fatalf("fetching the offsets of %s: %v", group, err)
+	}
+	out := make(map[string]map[int32]int64)
+	resp.Each(func(o kadm.OffsetResponse) {
+		if out[o.Topic] == nil {
+			out[o.Topic] = make(map[int32]int64)
+		}
+		out[o.Topic][o.Partition] = o.At
+	})
+	return out
+}
+
+// Members returns how many members the group has.
+func (c *Client) Members(group string) int {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups, err := c.Admin.DescribeGroups(ctx, group)
+	if err != nil {
+		c.t.Fatalf("describing %s: %v", group, err)
+	}
+	return len(groups[group].Members)
+}
+
+// Record makes a record for a partition of a topic.
+func Record(topic string, partition int32, key, value []byte) *kgo.Record {
+	return &kgo.Record{Topic: topic, Partition: partition, Key: key, Value: value}
+}
+
+// Gateway starts a recording gateway behind a real HTTP server.
+func Gateway(t testing.TB) (*gatewaytest.Gateway, string) {
+	g := &gatewaytest.Gateway{}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, srv.URL
+}
+
+// Config is the connector configuration the tests start from: the defaults,
+// with the waits shortened so that tests run quickly.
+func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
+	t.Helper()
+	cfg := config.Config{
+		GatewayURL:          gatewayURL,
+		Brokers:             c.ListenAddrs(),
+		TopicDelimiter:      ",",
+		Group:               "kafka-connector",
+		MaxMessages:         100,
+		MaxWait:             50 * time.Millisecond,
+		MaxBytes:            6291456,
+		UpstreamTimeout:     10 * time.Second,
+		RebuildInterval:     200 * time.Millisecond,
+		RetryBackoffInitial: 20 * time.Millisecond,
+		RetryBackoffMax:     time.Second,
+		MaxRetries:          -1,
+		ContentType:         "application/json",
+		ShutdownTimeout:     10 * time.Second,
+		LogFormat:           "text",
+		LogLevel:            "info",
+	}
+	cfg.InitialOffset.Earliest = true
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test configuration: %v", err)
+	}
+	return cfg
+}
+
+// Running is a connector running in the background.
+type Running struct {
+	*connector.Connector
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Start runs a connector with cfg. It is stopped when the test ends, if the
+// test did not stop it before.
+func Start(t testing.TB, cfg config.Config) *Running {
+	t.Helper()
+	gw := gateway.New(cfg.GatewayURL)
+	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	c := connector.New(cfg, gw, Logger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Running{Connector: c, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		if err := c.Run(ctx); err != nil {
+			t.Errorf("connector stopped with %v", err)
+		}
+	}()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Stop asks the connector to shut down and waits until it has.
+func (r *Running) Stop() {
+	r.once.Do(r.cancel)
+	<-r.done
+}
+
+// Logger logs to the test output when the test runs with -v, and nowhere
+// otherwise.
+func Logger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
+}
+
+// Eventually waits until cond holds, failing the test with what when it
+// does not hold within timeout.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, fmt.Sprintf(what, args...))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,190 @@
+// Package types holds what the parts of the connector share: the event a
+// function receives, the functions the gateway lists, and the trigger
+// settings read from their annotations.
+package types
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Event is the body of one invocation, in the CKafka trigger's format:
+//
+//	{"Records":[{"Ckafka":{"topic":"orders","partition":1,"offset":36,"msgKey":"None","msgBody":"..."}}]}
+//
+// The connector writes it with AppendRecord; Event is for reading it back
+// (functions written in Go, tests, the demo function).
+type Event struct {
+	Records []EventRecord `json:"Records"`
+}
+
+// EventRecord wraps one message, as the CKafka trigger does.
+type EventRecord struct {
+	Ckafka Record `json:"Ckafka"`
+}
+
+// Record is one Kafka message in the event.
+type Record struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	// MsgKey is the key as text, "None" when the message has no key (as in
+	// the CKafka trigger), or base64 when MsgKeyEncoding says so.
+	MsgKey         string `json:"msgKey"`
+	MsgKeyEncoding string `json:"msgKeyEncoding,omitempty"`
+	// MsgBody is the value as text, "" for a message without a value, or
+	// base64 when MsgBodyEncoding says so.
+	MsgBody         string `json:"msgBody"`
+	MsgBodyEncoding string `json:"msgBodyEncoding,omitempty"`
+	// Timestamp (Unix milliseconds) and Headers are sent only when the
+	// connector runs with record_extras=true. A header value that is not
+	// valid UTF-8 is base64 with the prefix "base64:".
+	Timestamp *int64            `json:"timestamp,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+}
+
+// Base64 marks a key or body that was not valid UTF-8 and was base64-encoded
+// so that no byte is lost.
+const Base64 = "base64"
+
+// NoKey is the msgKey of a message without a key.
+const NoKey = "None"
+
+// Key returns the message key as it was in Kafka; nil when it had none.
+func (r Record) Key() ([]byte, error) {
+	if r.MsgKeyEncoding == "" && r.MsgKey == NoKey {
+		return nil, nil
+	}
+	return decodeField("msgKey", r.MsgKey, r.MsgKeyEncoding)
+}
+
+// Body returns the message value as it was in Kafka.
+func (r Record) Body() ([]byte, error) {
+	return decodeField("msgBody", r.MsgBody, r.MsgBodyEncoding)
+}
+
+func decodeField(name, s, encoding string) ([]byte, error) {
+	switch encoding {
+	case "":
+		return []byte(s), nil
+	case Base64:
+		return base64.StdEncoding.DecodeString(s)
+	default:
+		return nil, fmt.Errorf("%sEncoding %q: want %q or nothing", name, encoding, Base64)
+	}
+}
+
+// Message is one Kafka message as the connector hands it to the encoder.
+type Message struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte // nil when the message has no key
+	Value     []byte
+	Timestamp time.Time
+	Headers   []Header
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key, Value []byte
+}
+
+// EventStart and EventEnd enclose the records of an event; records are
+// separated by a comma. Together with AppendRecord they let a batch be
+// encoded as its messages arrive, into one reused buffer.
+const (
+	EventStart = `{"Records":[`
+	EventEnd   = `]}`
+)
+
+// AppendRecord appends m as one element of the Records list. With extras it
+// adds the timestamp and headers. The output is valid JSON whatever bytes the
+// key and value hold: text that is not valid UTF-8 is base64-encoded and
+// marked, never mangled.
+func AppendRecord(dst []byte, m *Message, extras bool) []byte {
+	dst = append(dst, `{"Ckafka":{"topic":`...)
+	dst = appendString(dst, m.Topic)
+	dst = append(dst, `,"partition":`...)
+	dst = strconv.AppendInt(dst, int64(m.Partition), 10)
+	dst = append(dst, `,"offset":`...)
+	dst = strconv.AppendInt(dst, m.Offset, 10)
+	if m.Key == nil {
+		dst = append(dst, `,"msgKey":"None"`...)
+	} else {
+		dst = appendField(dst, `,"msgKey":`, `,"msgKeyEncoding":"base64"`, m.Key)
+	}
+	dst = appendField(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64"`, m.Value)
+	if extras {
+		dst = append(dst, `,"timestamp":`...)
+		dst = strconv.AppendInt(dst, m.Timestamp.UnixMilli(), 10)
+		if len(m.Headers) > 0 {
+			dst = append(dst, `,"headers":{`...)
+			for i, h := range m.Headers {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendString(dst, headerText(h.Key))
+				dst = append(dst, ':')
+				dst = appendString(dst, headerText(h.Value))
+			}
+			dst = append(dst, '}')
+		}
+	}
+	return append(dst, "}}"...)
+}
+
+func appendField(dst []byte, name, encodingField string, b []byte) []byte {
+	dst = append(dst, name...)
+	if utf8.Valid(b) {
+		return appendString(dst, b)
+	}
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, b)
+	dst = append(dst, '"')
+	return append(dst, encodingField...)
+}
+
+// headerText gives a header name or value as text; bytes that are not UTF-8
+// become base64 behind a marker, as a header map has no room for a separate
+// encoding field.
+func headerText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return "base64:" + base64.StdEncoding.EncodeToString(b)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string. s must be valid UTF-8. Only what
+// JSON requires is escaped: quote, backslash and control characters.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,143 @@
+package types
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TriggerSettings are how one function is fed. The connector-wide values
+// come from the configuration; a function's annotations override some of
+// them for that function only (see WithAnnotations).
+type TriggerSettings struct {
+	// Enabled false pauses the trigger: its group keeps its offsets, and
+	// consumption resumes from them when it is enabled again.
+	Enabled bool
+	// Group is the consumer-group id.
+	Group string
+	// StartOffset is where the group starts in a partition it never committed.
+	StartOffset StartOffset
+	// MaxMessages, MaxWait and MaxBytes bound a batch: it is sent when it
+	// holds MaxMessages, when MaxWait has passed since its first message, or
+	// when the next message would push the body past MaxBytes.
+	MaxMessages int
+	MaxWait     time.Duration
+	MaxBytes    int
+	// MaxRetries is how many times a failed batch is retried before giving
+	// up; -1 retries until success.
+	MaxRetries                           int
+	RetryBackoffInitial, RetryBackoffMax time.Duration
+	// UpstreamTimeout bounds one invocation.
+	UpstreamTimeout time.Duration
+	// ContentType is the Content-Type of every invocation.
+	ContentType string
+	// DeadLetterTopic, when set, receives the messages of a batch whose
+	// retries are spent, before its offsets are committed.
+	DeadLetterTopic string
+	// RecordExtras adds each message's timestamp and headers to the event.
+	RecordExtras bool
+	// Async invokes through the gateway's queue; CallbackURL, when set, is
+	// sent as X-Callback-Url.
+	Async       bool
+	CallbackURL string
+}
+
+// The annotations a function can carry to override the connector-wide
+// settings for itself.
+const (
+	AnnotationMaxMessages     = "kafka-max-messages"
+	AnnotationMaxWait         = "kafka-max-wait"
+	AnnotationInitialOffset   = "kafka-initial-offset"
+	AnnotationMaxRetries      = "kafka-max-retries"
+	AnnotationDeadLetterTopic = "kafka-dead-letter-topic"
+	AnnotationGroup           = "kafka-group"
+	AnnotationEnabled         = "kafka-enabled"
+)
+
+// AnnotationError is an annotation whose value cannot be used.
+type AnnotationError struct {
+	Annotation, Value, Allowed string
+}
+
+func (e *AnnotationError) Error() string {
+	return fmt.Sprintf("annotation %s=%q: want %s", e.Annotation, e.Value, e.Allowed)
+}
+
+// WithAnnotations returns s with the overrides that the annotations carry.
+// A value that cannot be used is an *AnnotationError, and the settings
+// returned with it must not be used.
+func (s TriggerSettings) WithAnnotations(annotations map[string]string) (TriggerSettings, error) {
+	for _, name := range []string{
+		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
+		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic,
+	} {
+		raw, ok := annotations[name]
+		if !ok {
+			continue
+		}
+		v := strings.TrimSpace(raw)
+		bad := func(allowed string) (TriggerSettings, error) {
+			return TriggerSettings{}, &AnnotationError{Annotation: name, Value: raw, Allowed: allowed}
+		}
+		switch name {
+		case AnnotationEnabled:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return bad("true or false")
+			}
+			s.Enabled = b
+		case AnnotationGroup:
+			if v == "" || len(v) > 255 {
+				return bad("a consumer-group id of 1 to 255 characters")
+			}
+			s.Group = v
+		case AnnotationInitialOffset:
+			o, err := ParseStartOffset(v)
+			if err != nil {
+				return bad("latest, earliest, an RFC 3339 time or Unix milliseconds")
+			}
+			s.StartOffset = o
+		case AnnotationMaxMessages:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return bad("a whole number from 1 to 10000")
+			}
+			s.MaxMessages = n
+		case AnnotationMaxWait:
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > time.Minute {
+				return bad("a duration from 0 to 60s, such as 100ms")
+			}
+			s.MaxWait = d
+		case AnnotationMaxRetries:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 || n > 10000 {
+				return bad("-1 (retry until success) or a whole number from 0 to 10000")
+			}
+			s.MaxRetries = n
+		case AnnotationDeadLetterTopic:
+			if err := CheckTopicName(v); err != nil {
+				return bad("a Kafka topic name: " + err.Error())
+			}
+			s.DeadLetterTopic = v
+		}
+	}
+	return s, nil
+}
+
+// CheckTopicName reports whether name is a legal Kafka topic name.
+func CheckTopicName(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("%q is not a topic name", name)
+	}
+	if len(name) > 249 {
+		return fmt.Errorf("longer than 249 characters")
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("character %q not allowed: only letters, digits, '.', '_' and '-'", c)
+		}
+	}
+	return nil
+}
