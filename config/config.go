@@ -161,13 +161,10 @@ func (e *Error) Unwrap() error { return e.Err }
 func FromEnv() (Config, error) {
 	// envconfig looks variables up in upper case only, while the OpenFaaS
 	// connectors are configured in lower case; copying the lower-case
-	// spellings up first lets both work.
+	// spellings up first lets both work, the lower case winning.
 	for _, name := range append(Names(), "broker_host") {
-		upper := strings.ToUpper(name)
 		if v, ok := os.LookupEnv(name); ok {
-			if _, set := os.LookupEnv(upper); !set {
-				os.Setenv(upper, v)
-			}
+			os.Setenv(strings.ToUpper(name), v)
 		}
 	}
 	if _, ok := os.LookupEnv("BROKER_HOSTS"); !ok {
@@ -187,6 +184,13 @@ func FromEnv() (Config, error) {
 	c.Brokers = cleanList(c.Brokers)
 	c.Topics = cleanList(c.Topics)
 	if err := c.Validate(); err != nil {
+		// Show the value as the operator wrote it, not as it was parsed.
+		var ce *Error
+		if errors.As(err, &ce) {
+			if raw, ok := os.LookupEnv(strings.ToUpper(ce.Var)); ok {
+				ce.Value = raw
+			}
+		}
 		return Config{}, err
 	}
 	if c.BasicAuth {

@@ -191,6 +191,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 }
 
 func (c *Connector) newTrigger(function string, s spec) *trigger {
+	draining, drain := context.WithCancel(context.Background())
 	return &trigger{
 		function:          function,
 		topics:            s.topics,
@@ -202,7 +203,8 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		printResponseBody: c.cfg.PrintResponseBody,
 		checkInterval:     c.cfg.RebuildInterval,
 		log:               c.log.With("function", function),
-		draining:          make(chan struct{}),
+		draining:          draining,
+		drain:             drain,
 	}
 }
 

@@ -161,10 +161,10 @@ func TestEventShapeAndHeaders(t *testing.T) {
 		}
 		h := c.Header
 		for name, want := range map[string]string{
-			"Content-Type":      "application/json",
-			"X-Connector":       "kafka-connector",
-			"X-Topic":           "shape",
-			"X-Kafka-Partition": "1",
+			"Content-Type":       "application/json",
+			"X-Connector":        "kafka-connector",
+			"X-Topic":            "shape",
+			"X-Kafka-Partition":  "1",
 			"X-Delivery-Attempt": "1",
 		} {
 			if got := h.Get(name); got != want {

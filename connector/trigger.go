@@ -38,14 +38,13 @@ type trigger struct {
 	checkInterval     time.Duration // how often missing topics are looked for
 	log               *slog.Logger
 
-	ready     atomic.Bool   // in a group session, or idle for want of topics
-	draining  chan struct{} // closed by drain
-	drainOnce sync.Once
+	ready atomic.Bool // in a group session, or idle for want of topics
+	// draining ends when drain is called: run then stops taking new
+	// batches, lets the invocations in flight finish, commits them, leaves
+	// the group and returns.
+	draining context.Context
+	drain    context.CancelFunc
 }
-
-// drain asks run to stop taking new batches, let the invocations in flight
-// finish, commit them, leave the group and return.
-func (t *trigger) drain() { t.drainOnce.Do(func() { close(t.draining) }) }
 
 // run consumes until ctx ends or drain is called. Cancelling ctx abandons
 // the invocations in flight without committing them.
@@ -109,10 +108,11 @@ func (t *trigger) run(ctx context.Context) {
 // of topics that exist changes.
 func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, h *groupHandler) error {
 	sessCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(t.draining, cancel)()
 	var watcher sync.WaitGroup
 	defer watcher.Wait()
 	defer cancel()
-	client := h.client
 	watcher.Go(func() {
 		tick := time.NewTicker(t.checkInterval)
 		defer tick.Stop()
@@ -120,11 +120,8 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 			select {
 			case <-sessCtx.Done():
 				return
-			case <-t.draining:
-				cancel()
-				return
 			case <-tick.C:
-				if !slices.Equal(t.availableTopics(client), topics) {
+				if !slices.Equal(t.availableTopics(h.client), topics) {
 					cancel()
 					return
 				}
@@ -182,7 +179,7 @@ func (t *trigger) stopping(ctx context.Context) bool {
 	select {
 	case <-ctx.Done():
 		return true
-	case <-t.draining:
+	case <-t.draining.Done():
 		return true
 	default:
 		return false
@@ -198,7 +195,7 @@ func (t *trigger) wait(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	case <-t.draining:
+	case <-t.draining.Done():
 		return false
 	}
 }

@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		log.Info("demo gateway started", "url", cfg.GatewayURL, "function", DemoFunction, "topic", DemoTopic)
 	} else {
 		cfg.GatewayURL = opts.GatewayURL
-		log.Info("using the gateway at "+cfg.GatewayURL+"; annotate a function with topic="+DemoTopic+" to feed it")
+		log.Info("using the gateway at " + cfg.GatewayURL + "; annotate a function with topic=" + DemoTopic + " to feed it")
 	}
 
 	samples := make([]string, opts.Samples)

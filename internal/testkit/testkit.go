@@ -81,6 +81,16 @@ func (c *Client) Produce(records ...*kgo.Record) {
 	}
 }
 
+// CreateTopic creates a topic.
+func (c *Client) CreateTopic(topic string, partitions int32) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Admin.CreateTopic(ctx, partitions, 1, nil, topic); err != nil {
+		c.t.Fatalf("creating topic %s: %v", topic, err)
+	}
+}
+
 // Committed returns the offsets the group committed, by topic and partition.
 func (c *Client) Committed(group string) map[string]map[int32]int64 {
 	c.t.Helper()

@@ -1,0 +1,144 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clearEnv unsets every variable the connector reads, in both spellings,
+// for the duration of the test.
+func clearEnv(t *testing.T) {
+	for _, name := range append(Names(), "broker_host") {
+		for _, n := range []string{name, strings.ToUpper(name)} {
+			if v, ok := os.LookupEnv(n); ok {
+				os.Unsetenv(n)
+				t.Cleanup(func() { os.Setenv(n, v) })
+			}
+		}
+	}
+	// os.Setenv in FromEnv copies names up; undo that too.
+	t.Cleanup(func() {
+		for _, name := range append(Names(), "broker_host") {
+			os.Unsetenv(strings.ToUpper(name))
+		}
+	})
+}
+
+func TestDefaults(t *testing.T) {
+	clearEnv(t)
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GatewayURL != "http://gateway:8080" || !slices.Equal(c.Brokers, []string{"kafka:9092"}) ||
+		c.Group != "kafka-connector" || c.MaxMessages != 100 || c.MaxWait != time.Second ||
+		c.MaxBytes != 6291456 || c.UpstreamTimeout != time.Minute || c.RebuildInterval != 30*time.Second ||
+		c.RetryBackoffInitial != 500*time.Millisecond || c.RetryBackoffMax != time.Minute || c.MaxRetries != -1 ||
+		c.ContentType != "application/json" || c.HTTPAddr != ":8081" || c.ShutdownTimeout != 30*time.Second ||
+		c.InitialOffset.Earliest || !c.InitialOffset.At.IsZero() || c.TopicDelimiter != "," || len(c.Topics) != 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestNamesInEitherCase(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("broker_host", "a:1, b:2")
+	t.Setenv("MAX_MESSAGES", "5")
+	t.Setenv("topics", "orders, ,payments")
+	t.Setenv("initial_offset", "oldest")
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Brokers, []string{"a:1", "b:2"}) {
+		t.Errorf("brokers from broker_host: %q", c.Brokers)
+	}
+	if c.MaxMessages != 5 {
+		t.Errorf("max_messages from MAX_MESSAGES: %d", c.MaxMessages)
+	}
+	if !slices.Equal(c.Topics, []string{"orders", "payments"}) {
+		t.Errorf("topics: %q", c.Topics)
+	}
+	if !c.InitialOffset.Earliest {
+		t.Errorf("initial_offset=oldest gave %v", c.InitialOffset)
+	}
+}
+
+func TestBadValuesNameTheVariableAndValue(t *testing.T) {
+	tests := []struct{ name, value string }{
+		{"max_messages", "0"},
+		{"max_messages", "10001"},
+		{"max_messages", "lots"},
+		{"max_wait", "61s"},
+		{"max_wait", "-1s"},
+		{"max_wait", "soon"},
+		{"initial_offset", "beginning"},
+		{"max_bytes", "10"},
+		{"upstream_timeout", "0s"},
+		{"rebuild_interval", "1ms"},
+		{"retry_backoff_initial", "0s"},
+		{"retry_backoff_max", "1ms"},
+		{"max_retries", "-2"},
+		{"basic_auth", "yes please"},
+		{"log_format", "xml"},
+		{"log_level", "loud"},
+		{"gateway_url", "gateway:8080"},
+		{"broker_hosts", "kafka"},
+		{"broker_hosts", "kafka:port"},
+		{"broker_hosts", " , "},
+		{"topic_delimiter", ""},
+		{"dead_letter_topic", "no spaces"},
+		{"callback_url", "ftp://x"},
+		{"shutdown_timeout", "-5s"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			clearEnv(t)
+			t.Setenv(tc.name, tc.value)
+			_, err := FromEnv()
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a *config.Error", err)
+			}
+			msg := err.Error()
+			if ce.Var != tc.name || !strings.Contains(msg, tc.name) || !strings.Contains(msg, tc.value) || ce.Allowed == "" {
+				t.Errorf("message %q should name %s, the value %q and what is allowed", msg, tc.name, tc.value)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("message %q is more than one line", msg)
+			}
+		})
+	}
+}
+
+func TestGatewaySecrets(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "basic-auth-user"), []byte("admin\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "basic-auth-password"), []byte("s3cret-value\n"), 0o600)
+
+	clearEnv(t)
+	t.Setenv("basic_auth", "true")
+	t.Setenv("secret_mount_path", dir)
+	c, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GatewayUser != "admin" || c.GatewayPassword != "s3cret-value" {
+		t.Errorf("credentials %q/%q", c.GatewayUser, c.GatewayPassword)
+	}
+	if s := c.LogValue().String(); strings.Contains(s, "s3cret-value") {
+		t.Errorf("the configuration summary shows the password: %s", s)
+	}
+
+	t.Setenv("secret_mount_path", filepath.Join(dir, "missing"))
+	_, err = FromEnv()
+	var ce *Error
+	if !errors.As(err, &ce) || ce.Var != "secret_mount_path" {
+		t.Errorf("missing secrets: %v, want an error naming secret_mount_path", err)
+	}
+}

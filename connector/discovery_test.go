@@ -1,0 +1,142 @@
+package connector_test
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+func TestFunctionsInEveryNamespaceAreFed(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "ns-topic")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetNamespaces("openfaas-fn", "team")
+	a := fn("a", "ns-topic")
+	a.Namespace = "openfaas-fn"
+	b := fn("b", "ns-topic")
+	b.Namespace = "team"
+	gw.SetFunctions(a, b)
+	testkit.Start(t, testkit.Config(t, cluster, url))
+
+	produceSpread(client, "ns-topic", 3)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("a.openfaas-fn")).count("ns-topic") == 9 &&
+			successes(t, gw.Calls("b.team")).count("ns-topic") == 9
+	}, "both namespaced functions, invoked as name.namespace, get every message")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return client.Committed("kafka-connector-b.team")["ns-topic"][0] == 3
+	}, "group kafka-connector-b.team commits partition 0 at 3")
+}
+
+func TestBrokenGatewayKeepsTheTriggersRunning(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "steady")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("steady-fn", "steady"))
+	testkit.Start(t, testkit.Config(t, cluster, url))
+	produceSpread(client, "steady", 1)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("steady-fn")).count("steady") == 3
+	}, "first messages delivered")
+
+	for _, answer := range []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"server error", http.StatusInternalServerError, "oops"},
+		{"malformed JSON", http.StatusOK, `[{"name": "steady-fn", "annotations": {`},
+		{"wrong JSON", http.StatusOK, `{"functions": 3}`},
+	} {
+		t.Run(answer.name, func(t *testing.T) {
+			var listed atomic.Int32
+			gw.OverrideListing(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path != "/system/functions" {
+					return false
+				}
+				listed.Add(1)
+				w.WriteHeader(answer.status)
+				w.Write([]byte(answer.body))
+				return true
+			})
+			// Two failed listings make sure at least one full refresh
+			// happened with the bad answer.
+			testkit.Eventually(t, 10*time.Second, func() bool { return listed.Load() >= 2 }, "the connector asks again")
+			before := successes(t, gw.Calls("steady-fn")).count("steady")
+			produceSpread(client, "steady", 1)
+			testkit.Eventually(t, 20*time.Second, func() bool {
+				return successes(t, gw.Calls("steady-fn")).count("steady") == before+3
+			}, "messages keep flowing while the gateway answers %s", answer.name)
+		})
+	}
+	gw.OverrideListing(nil)
+}
+
+func TestChangedTopicsTakeEffectAtTheNextRefresh(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "old-topic", "new-topic")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("mover", "old-topic"))
+	testkit.Start(t, testkit.Config(t, cluster, url))
+	produceSpread(client, "old-topic", 2)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("mover")).count("old-topic") == 6
+	}, "old-topic delivered")
+
+	gw.SetFunctions(fn("mover", " new-topic ,, new-topic"))
+	produceSpread(client, "new-topic", 2)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("mover")).count("new-topic") == 6
+	}, "new-topic delivered after the annotation changed")
+	produceSpread(client, "old-topic", 2)
+	produceSpread(client, "new-topic", 1)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("mover")).count("new-topic") == 9
+	}, "later messages of new-topic delivered")
+	if n := successes(t, gw.Calls("mover")).count("old-topic"); n != 6 {
+		t.Errorf("old-topic delivered %d messages after the function left it, want the first 6 only", n)
+	}
+}
+
+func TestMissingTopicDoesNotHoldBackTheOthers(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "exists")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("partial", "exists,not-yet"))
+	testkit.Start(t, testkit.Config(t, cluster, url))
+
+	produceSpread(client, "exists", 2)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("partial")).count("exists") == 6
+	}, "the existing topic is consumed although the other does not exist")
+
+	// The trigger picks up the topic once it is created.
+	client.CreateTopic("not-yet", partitions)
+	produceSpread(client, "not-yet", 2)
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return successes(t, gw.Calls("partial")).count("not-yet") == 6
+	}, "the topic created later is consumed too")
+}
+
+func TestAllowListLimitsTheTopics(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "allowed", "denied")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("picky", "allowed,denied"), types.Function{Name: "nothing-allowed", Annotations: map[string]string{"topic": "denied"}})
+	cfg := testkit.Config(t, cluster, url)
+	cfg.Topics = []string{"allowed"}
+	testkit.Start(t, cfg)
+
+	produceSpread(client, "denied", 2)
+	produceSpread(client, "allowed", 2)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("picky")).count("allowed") == 6
+	}, "the allowed topic is delivered")
+	if n := successes(t, gw.Calls("")).count("denied"); n != 0 {
+		t.Errorf("%d messages of a topic outside the allow-list delivered", n)
+	}
+}

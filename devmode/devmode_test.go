@@ -1,0 +1,76 @@
+package devmode
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+)
+
+// syncBuffer is a bytes.Buffer safe for the demo function and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDevModeShowsDeliveredRecords(t *testing.T) {
+	cluster := testkit.Cluster(t, 3) // only to borrow the test configuration
+	cfg := testkit.Config(t, cluster, "http://unused")
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{KafkaAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", Out: &out}, testkit.Logger(t))
+	}()
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return strings.Count(out.String(), `"Ckafka"`) >= 3
+	}, "the demo function prints the 3 sample records; it printed %q", out.String())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("dev mode stopped with %v", err)
+	}
+	for i := 1; i <= 3; i++ {
+		if !strings.Contains(out.String(), `{\"sample\":`+string(rune('0'+i))) {
+			t.Errorf("sample %d missing from %s", i, out.String())
+		}
+	}
+}
+
+func TestProduceReadsLinesWhenNoMessageIsGiven(t *testing.T) {
+	cluster := testkit.Cluster(t, 3, "lines")
+	cfg := testkit.Config(t, cluster, "http://unused")
+	n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "lines", []byte("k"), nil, strings.NewReader("one\ntwo\nthree\n"))
+	if err != nil || n != 3 {
+		t.Fatalf("wrote %d, %v; want 3", n, err)
+	}
+	client := testkit.NewClient(t, cluster)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := client.Admin.ListEndOffsets(ctx, "lines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	if total != 3 {
+		t.Errorf("the topic holds %d messages, want 3", total)
+	}
+}

@@ -1,0 +1,178 @@
+package gateway_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kafka-connector/kafka-connector/gateway"
+)
+
+// server answers /system/* from answers (path with query -> status and
+// body) and records what it saw.
+func server(t *testing.T, answers map[string]struct {
+	status int
+	body   string
+}) (*gateway.Client, *[]string, *[]string) {
+	var mu sync.Mutex
+	var paths, auths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.RequestURI())
+		u, p, _ := r.BasicAuth()
+		auths = append(auths, u+":"+p)
+		mu.Unlock()
+		a, ok := answers[r.URL.RequestURI()]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	t.Cleanup(srv.Close)
+	return gateway.New(srv.URL), &paths, &auths
+}
+
+type answer = struct {
+	status int
+	body   string
+}
+
+func TestFunctionsAcrossNamespaces(t *testing.T) {
+	tests := []struct {
+		name      string
+		answers   map[string]answer
+		want      []string // InvokeName of each function
+		wantErr   string
+		wantPaths []string
+	}{
+		{
+			name:      "no namespace support",
+			answers:   map[string]answer{"/system/functions": {200, `[{"name":"a","annotations":{"topic":"t"},"replicas":1,"extra":{"x":1}}]`}},
+			want:      []string{"a"},
+			wantPaths: []string{"/system/namespaces", "/system/functions"},
+		},
+		{
+			name: "empty namespace list",
+			answers: map[string]answer{
+				"/system/namespaces": {200, `[]`},
+				"/system/functions":  {200, `[{"name":"a","annotations":null}]`},
+			},
+			want: []string{"a"},
+		},
+		{
+			name: "two namespaces",
+			answers: map[string]answer{
+				"/system/namespaces":                      {200, `["openfaas-fn","team"]`},
+				"/system/functions?namespace=openfaas-fn": {200, `[{"name":"a","namespace":"openfaas-fn"}]`},
+				"/system/functions?namespace=team":        {200, `[{"name":"b","namespace":"team"},{"name":"c","namespace":"team"}]`},
+			},
+			want: []string{"a.openfaas-fn", "b.team", "c.team"},
+		},
+		{
+			name:    "malformed JSON",
+			answers: map[string]answer{"/system/functions": {200, `[{"name":`}},
+			wantErr: "not the expected JSON",
+		},
+		{
+			name:    "server error",
+			answers: map[string]answer{"/system/namespaces": {500, "broken"}},
+			wantErr: "status 500",
+		},
+		{
+			name:    "huge answer",
+			answers: map[string]answer{"/system/functions": {200, "[" + strings.Repeat(" ", gateway.MaxListBytes) + "]"}},
+			wantErr: "larger than",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, paths, _ := server(t, tc.answers)
+			fns, err := c.Functions(context.Background())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range fns {
+				got = append(got, f.InvokeName())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("functions %q, want %q", got, tc.want)
+			}
+			if tc.wantPaths != nil && !slices.Equal(*paths, tc.wantPaths) {
+				t.Errorf("asked %q, want %q", *paths, tc.wantPaths)
+			}
+		})
+	}
+}
+
+func TestBasicAuthOnEveryCall(t *testing.T) {
+	c, _, auths := server(t, map[string]answer{"/system/functions": {200, `[]`}, "/function/f": {200, ""}})
+	c.Username, c.Password = "admin", "pw"
+	if _, err := c.Functions(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Invoke(context.Background(), gateway.Request{Function: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range *auths {
+		if a != "admin:pw" {
+			t.Errorf("a call carried credentials %q", a)
+		}
+	}
+}
+
+func TestInvoke(t *testing.T) {
+	var got struct {
+		path, body, topic string
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.path, got.body, got.topic = r.URL.Path, string(b), r.Header.Get("X-Topic")
+		if r.URL.Path == "/function/big" {
+			w.Write([]byte(strings.Repeat("x", gateway.MaxResponseBytes+100)))
+			return
+		}
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "short and stout")
+	}))
+	defer srv.Close()
+	c := gateway.New(srv.URL)
+
+	resp, err := c.Invoke(context.Background(), gateway.Request{Function: "f.ns", Body: []byte("payload"), Header: http.Header{"X-Topic": {"orders"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != http.StatusTeapot || string(resp.Body) != "short and stout" || resp.OK() {
+		t.Errorf("response %d %q", resp.Status, resp.Body)
+	}
+	if got.path != "/function/f.ns" || got.body != "payload" || got.topic != "orders" {
+		t.Errorf("server saw %+v", got)
+	}
+
+	if _, err := c.Invoke(context.Background(), gateway.Request{Function: "f", Async: true}); err != nil || got.path != "/async-function/f" {
+		t.Errorf("async invocation went to %s (%v)", got.path, err)
+	}
+
+	resp, err = c.Invoke(context.Background(), gateway.Request{Function: "big"})
+	if err != nil || len(resp.Body) != gateway.MaxResponseBytes || !resp.OK() {
+		t.Errorf("big answer: %d bytes kept, status %d, %v", len(resp.Body), resp.Status, err)
+	}
+
+	srv.Close()
+	if _, err := c.Invoke(context.Background(), gateway.Request{Function: "f"}); err == nil || !strings.Contains(err.Error(), "invoking f") {
+		t.Errorf("unreachable gateway: %v, want an error naming the function", err)
+	}
+}

@@ -1,0 +1,205 @@
+package types
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func encode(extras bool, msgs ...Message) []byte {
+	b := []byte(EventStart)
+	for i := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendRecord(b, &msgs[i], extras)
+	}
+	return append(b, EventEnd...)
+}
+
+func TestEventMatchesTheReference(t *testing.T) {
+	got := encode(false,
+		Message{Topic: "test-topic", Partition: 1, Offset: 36, Value: []byte("Hello from Ckafka!")},
+		Message{Topic: "test-topic", Partition: 1, Offset: 37, Value: []byte("Hello from Ckafka again!")},
+	)
+	want := `{"Records":[` +
+		`{"Ckafka":{"topic":"test-topic","partition":1,"offset":36,"msgKey":"None","msgBody":"Hello from Ckafka!"}},` +
+		`{"Ckafka":{"topic":"test-topic","partition":1,"offset":37,"msgKey":"None","msgBody":"Hello from Ckafka again!"}}]}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestKeysAndValuesRoundTrip(t *testing.T) {
+	tests := []struct {
+		name         string
+		key, value   []byte
+		wantEncoding string // of the body
+	}{
+		{"text", []byte("k"), []byte("hello"), ""},
+		{"no key", nil, []byte("v"), ""},
+		{"empty key and value", []byte{}, []byte{}, ""},
+		{"null value", []byte("k"), nil, ""},
+		{"escapes", []byte("\"\\"), []byte("line\nbreak\ttab\r\x00\x1f\u2028 \"quote\" \\ </script>"), ""},
+		{"unicode", []byte("ключ"), []byte("値 ✓ 😀"), ""},
+		{"invalid utf-8", []byte{0xff}, []byte{0xc3, 0x28, 0x00, 0xfe}, Base64},
+		{"truncated rune", []byte("ok"), []byte("abc\xe2\x82"), Base64},
+		{"the key None", []byte("None"), []byte("x"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := encode(false, Message{Topic: "t", Partition: 2, Offset: 9, Key: tc.key, Value: tc.value})
+			var e Event
+			if err := json.Unmarshal(body, &e); err != nil {
+				t.Fatalf("not JSON: %v: %s", err, body)
+			}
+			r := e.Records[0].Ckafka
+			value, err := r.Body()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(value, tc.value) {
+				t.Errorf("value %q, want %q", value, tc.value)
+			}
+			if r.MsgBodyEncoding != tc.wantEncoding {
+				t.Errorf("msgBodyEncoding %q, want %q", r.MsgBodyEncoding, tc.wantEncoding)
+			}
+			key, err := r.Key()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// "None" is both the mark of no key and a possible key, as in
+			// the CKafka trigger; every other key must come back as it was.
+			if string(tc.key) != "None" && (!bytes.Equal(key, tc.key) || (key == nil) != (tc.key == nil)) {
+				t.Errorf("key %q, want %q", key, tc.key)
+			}
+		})
+	}
+}
+
+func TestRecordExtras(t *testing.T) {
+	ts := time.UnixMilli(1700000000123)
+	body := encode(true, Message{
+		Topic: "t", Key: []byte("k"), Value: []byte("v"), Timestamp: ts,
+		Headers: []Header{{Key: []byte("trace"), Value: []byte("abc")}, {Key: []byte("bin"), Value: []byte{0xff, 0x00}}},
+	})
+	var e Event
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	r := e.Records[0].Ckafka
+	if r.Timestamp == nil || *r.Timestamp != 1700000000123 {
+		t.Errorf("timestamp %v, want 1700000000123", r.Timestamp)
+	}
+	if r.Headers["trace"] != "abc" || r.Headers["bin"] != "base64:/wA=" {
+		t.Errorf("headers %v", r.Headers)
+	}
+	plain := encode(false, Message{Topic: "t", Value: []byte("v"), Timestamp: ts, Headers: []Header{{Key: []byte("h")}}})
+	if bytes.Contains(plain, []byte("timestamp")) || bytes.Contains(plain, []byte("headers")) {
+		t.Errorf("extras off, yet the event carries them: %s", plain)
+	}
+}
+
+func TestFunctionTopics(t *testing.T) {
+	tests := []struct {
+		annotation, delimiter string
+		want                  []string
+	}{
+		{"orders", ",", []string{"orders"}},
+		{"orders,payments", ",", []string{"orders", "payments"}},
+		{" orders , ,payments,, orders ", ",", []string{"orders", "payments"}},
+		{"", ",", nil},
+		{"a;b,c", ";", []string{"a", "b,c"}},
+	}
+	for _, tc := range tests {
+		f := Function{Name: "f", Annotations: map[string]string{"topic": tc.annotation}}
+		if got := f.Topics(tc.delimiter); !slices.Equal(got, tc.want) {
+			t.Errorf("Topics(%q, %q) = %q, want %q", tc.annotation, tc.delimiter, got, tc.want)
+		}
+	}
+	if got := (Function{Name: "f"}).Topics(","); got != nil {
+		t.Errorf("no annotations: %q", got)
+	}
+	if got := (Function{Name: "f", Namespace: "ns"}).InvokeName(); got != "f.ns" {
+		t.Errorf("InvokeName = %q, want f.ns", got)
+	}
+}
+
+func TestParseStartOffset(t *testing.T) {
+	tests := []struct {
+		in   string
+		want StartOffset
+		ok   bool
+	}{
+		{"latest", StartOffset{}, true},
+		{"newest", StartOffset{}, true},
+		{"earliest", StartOffset{Earliest: true}, true},
+		{"OLDEST", StartOffset{Earliest: true}, true},
+		{"2026-01-02T03:04:05Z", StartOffset{At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, true},
+		{"1700000000000", StartOffset{At: time.UnixMilli(1700000000000)}, true},
+		{"yesterday", StartOffset{}, false},
+		{"-5", StartOffset{}, false},
+		{"", StartOffset{}, false},
+	}
+	for _, tc := range tests {
+		got, err := ParseStartOffset(tc.in)
+		if (err == nil) != tc.ok || (tc.ok && (got.Earliest != tc.want.Earliest || !got.At.Equal(tc.want.At))) {
+			t.Errorf("ParseStartOffset(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestWithAnnotations(t *testing.T) {
+	base := TriggerSettings{Enabled: true, Group: "g", MaxMessages: 100, MaxWait: time.Second, MaxRetries: -1}
+	tests := []struct {
+		annotations map[string]string
+		check       func(TriggerSettings) bool
+		bad         string // the annotation named in the error, if any
+	}{
+		{map[string]string{"kafka-max-messages": "7"}, func(s TriggerSettings) bool { return s.MaxMessages == 7 }, ""},
+		{map[string]string{"kafka-max-wait": "250ms"}, func(s TriggerSettings) bool { return s.MaxWait == 250*time.Millisecond }, ""},
+		{map[string]string{"kafka-max-retries": "0"}, func(s TriggerSettings) bool { return s.MaxRetries == 0 }, ""},
+		{map[string]string{"kafka-initial-offset": "earliest"}, func(s TriggerSettings) bool { return s.StartOffset.Earliest }, ""},
+		{map[string]string{"kafka-dead-letter-topic": "orders.dlq"}, func(s TriggerSettings) bool { return s.DeadLetterTopic == "orders.dlq" }, ""},
+		{map[string]string{"kafka-group": "legacy-group"}, func(s TriggerSettings) bool { return s.Group == "legacy-group" }, ""},
+		{map[string]string{"kafka-enabled": "false"}, func(s TriggerSettings) bool { return !s.Enabled }, ""},
+		{map[string]string{"unrelated": "x"}, func(s TriggerSettings) bool { return s == base }, ""},
+		{map[string]string{"kafka-max-messages": "0"}, nil, "kafka-max-messages"},
+		{map[string]string{"kafka-max-messages": "10001"}, nil, "kafka-max-messages"},
+		{map[string]string{"kafka-max-wait": "61s"}, nil, "kafka-max-wait"},
+		{map[string]string{"kafka-max-wait": "soon"}, nil, "kafka-max-wait"},
+		{map[string]string{"kafka-max-retries": "-2"}, nil, "kafka-max-retries"},
+		{map[string]string{"kafka-initial-offset": "first"}, nil, "kafka-initial-offset"},
+		{map[string]string{"kafka-dead-letter-topic": "bad topic"}, nil, "kafka-dead-letter-topic"},
+		{map[string]string{"kafka-group": " "}, nil, "kafka-group"},
+		{map[string]string{"kafka-enabled": "maybe"}, nil, "kafka-enabled"},
+	}
+	for _, tc := range tests {
+		got, err := base.WithAnnotations(tc.annotations)
+		if tc.bad != "" {
+			var ae *AnnotationError
+			if !errors.As(err, &ae) || ae.Annotation != tc.bad || !strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("%v: error %v, want one naming %s", tc.annotations, err, tc.bad)
+			}
+			continue
+		}
+		if err != nil || !tc.check(got) {
+			t.Errorf("%v: got %+v, %v", tc.annotations, got, err)
+		}
+	}
+}
+
+func TestCheckTopicName(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"orders": true, "a.b_c-D9": true, "": false, ".": false, "..": false,
+		"with space": false, "slash/": false, strings.Repeat("x", 249): true, strings.Repeat("x", 250): false,
+	} {
+		if err := CheckTopicName(name); (err == nil) != ok {
+			t.Errorf("CheckTopicName(%q) = %v, want ok %v", name, err, ok)
+		}
+	}
+}
