@@ -131,10 +131,36 @@ type Config struct {
 	LogFormat string `envconfig:"log_format" default:"text" desc:"text or json"`
 	LogLevel  string `envconfig:"log_level" default:"info" desc:"debug, info, warn or error"`
 
+	// TLS encrypts the connections to the brokers. TLSCAFile is the CA
+	// bundle that signs the brokers' certificates (the system's when empty);
+	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
+	TLS         bool   `envconfig:"tls" default:"false" desc:"true or false"`
+	TLSCAFile   string `envconfig:"tls_ca_file" desc:"a readable PEM file of CA certificates, with tls=true"`
+	TLSCertFile string `envconfig:"tls_cert_file" desc:"a readable PEM certificate, with tls_key_file and tls=true"`
+	TLSKeyFile  string `envconfig:"tls_key_file" desc:"a readable PEM key, with tls_cert_file and tls=true"`
+	// TLSInsecureSkipVerify accepts any broker certificate. For testing
+	// only: a warning is logged at start.
+	TLSInsecureSkipVerify bool `envconfig:"tls_insecure_skip_verify" default:"false" desc:"true or false"`
+
+	// SASLMechanism authenticates the connector to the brokers.
+	SASLMechanism string `envconfig:"sasl_mechanism" desc:"PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or nothing"`
+	// The SASL credentials, from files (Kubernetes secrets) or directly.
+	SASLUsernameFile string `envconfig:"sasl_username_file" desc:"a readable file holding the SASL user name"`
+	SASLPasswordFile string `envconfig:"sasl_password_file" desc:"a readable file holding the SASL password"`
+	SASLUsername     string `envconfig:"sasl_username" desc:"the SASL user name, with sasl_mechanism"`
+	SASLPassword     string `envconfig:"sasl_password" secret:"true" desc:"the SASL password, with sasl_mechanism"`
+
+	// KafkaVersion is the protocol version the connector speaks. Brokers
+	// older than it need it set to their version.
+	KafkaVersion string `envconfig:"kafka_version" default:"3.6.0" desc:"a Kafka version sarama knows, such as 2.8.0 or 3.6.0"`
+
 	// GatewayUser and GatewayPassword are read from SecretMountPath when
 	// BasicAuth is on; they never appear in logs.
 	GatewayUser     string `ignored:"true"`
 	GatewayPassword string `ignored:"true"`
+
+	// kafka is what the Kafka settings above resolve to, checked at start.
+	kafka kafkaSecurity
 }
 
 // Error is a configuration value that cannot be used. Its message names the
@@ -193,10 +219,8 @@ func FromEnv() (Config, error) {
 		}
 		return Config{}, err
 	}
-	if c.BasicAuth {
-		if err := c.readGatewaySecrets(); err != nil {
-			return Config{}, err
-		}
+	if err := c.LoadSecrets(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
@@ -240,6 +264,9 @@ func (c *Config) Validate() error {
 		if err := checkURL(c.CallbackURL); err != nil {
 			return fieldError("CallbackURL", c.CallbackURL, err)
 		}
+	}
+	if err := c.checkKafkaSecurity(); err != nil {
+		return err
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return fieldError("LogLevel", c.LogLevel, nil)
@@ -304,7 +331,14 @@ func (c Config) LogValue() slog.Value {
 	var attrs []slog.Attr
 	v := reflect.ValueOf(c)
 	for _, f := range reflect.VisibleFields(v.Type()) {
-		if name := f.Tag.Get("envconfig"); name != "" {
+		name := f.Tag.Get("envconfig")
+		switch {
+		case name == "":
+		case f.Tag.Get("secret") == "true":
+			if !v.FieldByIndex(f.Index).IsZero() {
+				attrs = append(attrs, slog.String(name, "(set)"))
+			}
+		default:
 			attrs = append(attrs, slog.Any(name, v.FieldByIndex(f.Index).Interface()))
 		}
 	}

@@ -47,5 +47,6 @@ func (c *Config) saramaBase() *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.ClientID = "kafka-connector"
 	sc.Net.DialTimeout = 10 * time.Second
+	c.applyKafkaSecurity(sc)
 	return sc
 }

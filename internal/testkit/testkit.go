@@ -156,6 +156,7 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		ShutdownTimeout:     10 * time.Second,
 		LogFormat:           "text",
 		LogLevel:            "info",
+		KafkaVersion:        "3.6.0",
 	}
 	cfg.InitialOffset.Earliest = true
 	if err := cfg.Validate(); err != nil {
