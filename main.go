@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/devmode"
@@ -87,7 +89,8 @@ func runConnector(stderr io.Writer) int {
 	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
 	c := connector.New(cfg, gw, log)
 	log.Info("kafka-connector starting", "version", version, "commit", commit, "config", cfg)
-	return serve(ctx, cfg, log, c.Ready, func(ctx context.Context) error { return c.Run(ctx) })
+	metrics := promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{})
+	return serve(ctx, cfg, log, c.Ready, metrics, func(ctx context.Context) error { return c.Run(ctx) })
 }
 
 func runDev(args []string, stdout, stderr io.Writer) int {
@@ -119,7 +122,7 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ready := func() bool { return true }
-	return serve(ctx, cfg, log, ready, func(ctx context.Context) error { return devmode.Run(ctx, cfg, opts, log) })
+	return serve(ctx, cfg, log, ready, nil, func(ctx context.Context) error { return devmode.Run(ctx, cfg, opts, log) })
 }
 
 func runProduce(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -169,9 +172,12 @@ func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 }
 
 // serve runs work with the connector's own HTTP endpoints beside it, until
-// work returns.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func() bool, work func(context.Context) error) int {
+// work returns. metrics, when not nil, is served on /metrics.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func() bool, metrics http.Handler, work func(context.Context) error) int {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !ready() {

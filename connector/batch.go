@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"slices"
+
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-connector/kafka-connector/types"
@@ -14,10 +16,9 @@ type batch struct {
 	maxBytes    int  // the largest body; a lone message may exceed it
 	extras      bool // add timestamp and headers to every record
 
-	buf         []byte // EventStart and the records so far, without EventEnd
-	n           int
-	first, last int64 // offsets of the first and last record
-	bytes       int   // sum of key and value sizes, for the metrics
+	buf         []byte                    // EventStart and the records so far, without EventEnd
+	msgs        []*sarama.ConsumerMessage // the records, for a partial retry or the dead-letter topic
+	first, last int64                     // offsets of the first and last record
 }
 
 func (b *batch) reset() {
@@ -25,13 +26,13 @@ func (b *batch) reset() {
 		b.buf = make([]byte, 0, 64<<10)
 	}
 	b.buf = append(b.buf[:0], types.EventStart...)
-	b.n = 0
-	b.bytes = 0
+	clear(b.msgs) // let the messages of the last batch be collected
+	b.msgs = b.msgs[:0]
 }
 
-func (b *batch) full() bool { return b.n >= b.maxMessages }
+func (b *batch) len() int { return len(b.msgs) }
 
-func (b *batch) empty() bool { return b.n == 0 }
+func (b *batch) full() bool { return len(b.msgs) >= b.maxMessages }
 
 // add appends m and reports true, or reports false and leaves the batch as
 // it was when m would push the body past maxBytes. The first message of a
@@ -39,7 +40,7 @@ func (b *batch) empty() bool { return b.n == 0 }
 // alone rather than never.
 func (b *batch) add(m *sarama.ConsumerMessage) bool {
 	mark := len(b.buf)
-	if b.n > 0 {
+	if len(b.msgs) > 0 {
 		b.buf = append(b.buf, ',')
 	}
 	msg := types.Message{
@@ -57,17 +58,30 @@ func (b *batch) add(m *sarama.ConsumerMessage) bool {
 		}
 	}
 	b.buf = types.AppendRecord(b.buf, &msg, b.extras)
-	if b.n > 0 && len(b.buf)+len(types.EventEnd) > b.maxBytes {
+	if len(b.msgs) > 0 && len(b.buf)+len(types.EventEnd) > b.maxBytes {
 		b.buf = b.buf[:mark]
 		return false
 	}
-	if b.n == 0 {
+	if len(b.msgs) == 0 {
 		b.first = m.Offset
 	}
 	b.last = m.Offset
-	b.n++
-	b.bytes += len(m.Key) + len(m.Value)
+	b.msgs = append(b.msgs, m)
 	return true
+}
+
+// keepFrom drops the records before offset and encodes the rest again: what
+// is left of a batch after the function reported its first failed record.
+func (b *batch) keepFrom(offset int64) {
+	i := 0
+	for i < len(b.msgs) && b.msgs[i].Offset < offset {
+		i++
+	}
+	rest := slices.Clone(b.msgs[i:])
+	b.reset()
+	for _, m := range rest {
+		b.add(m)
+	}
 }
 
 // body returns the event. It is valid until the next reset or add.

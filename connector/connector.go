@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/types"
@@ -38,6 +39,7 @@ type Connector struct {
 	listed   bool                       // the gateway has answered once
 	triggers map[string]*runningTrigger // by function name as invoked
 	problems map[string]string          // why a function has no trigger, as last logged
+	metrics  *metrics
 }
 
 type runningTrigger struct {
@@ -61,8 +63,13 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		log:      log,
 		triggers: make(map[string]*runningTrigger),
 		problems: make(map[string]string),
+		metrics:  newMetrics(),
 	}
 }
+
+// Metrics returns the registry of the connector's Prometheus metrics, to be
+// served on /metrics.
+func (c *Connector) Metrics() *prometheus.Registry { return c.metrics.registry }
 
 // Run reads the function list every rebuild interval and keeps the triggers
 // in step with it, until ctx ends. It then drains the triggers: no new
@@ -114,6 +121,7 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
+			c.metrics.gatewayErrors.Inc()
 			c.log.Warn("cannot list functions; keeping the triggers as they are", "gateway", c.cfg.GatewayURL, "error", err)
 		}
 		return
@@ -185,8 +193,16 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		if c.problems[name] != p {
 			c.log.Error("function has no trigger until its annotations are fixed", "function", name, "problem", p)
 		}
+		c.metrics.functionErrors.WithLabelValues(name).Set(1)
+	}
+	for name := range c.problems {
+		if _, still := problems[name]; !still {
+			c.metrics.functionErrors.DeleteLabelValues(name)
+		}
 	}
 	c.problems = problems
+	c.metrics.triggers.WithLabelValues("running").Set(float64(len(want)))
+	c.metrics.triggers.WithLabelValues("invalid").Set(float64(len(problems)))
 	return want
 }
 
@@ -203,6 +219,8 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		printResponseBody: c.cfg.PrintResponseBody,
 		checkInterval:     c.cfg.RebuildInterval,
 		log:               c.log.With("function", function),
+		metrics:           c.metrics,
+		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
 		draining:          draining,
 		drain:             drain,
 	}

@@ -1,7 +1,9 @@
 package connector
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,10 +29,11 @@ type partitionWorker struct {
 	// removed or the shutdown grace period is over. The session's context
 	// ending (revocation, shutdown) only stops the worker between attempts,
 	// so that an invocation in flight can finish and be committed.
-	ctx   context.Context
-	log   *slog.Logger
-	batch batch
-	timer *time.Timer
+	ctx     context.Context
+	log     *slog.Logger
+	metrics *partitionMetrics
+	batch   batch
+	timer   *time.Timer
 }
 
 func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partitionWorker {
@@ -38,13 +41,14 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	return &partitionWorker{
-		t:     t,
-		sess:  sess,
-		claim: claim,
-		ctx:   ctx,
-		log:   t.log.With("topic", claim.Topic(), "partition", claim.Partition()),
-		batch: batch{maxMessages: s.MaxMessages, maxBytes: s.MaxBytes, extras: s.RecordExtras},
-		timer: timer,
+		t:       t,
+		sess:    sess,
+		claim:   claim,
+		ctx:     ctx,
+		log:     t.log.With("topic", claim.Topic(), "partition", claim.Partition()),
+		metrics: t.metrics.partition(t.function, claim.Topic(), claim.Partition()),
+		batch:   batch{maxMessages: s.MaxMessages, maxBytes: s.MaxBytes, extras: s.RecordExtras},
+		timer:   timer,
 	}
 }
 
@@ -53,6 +57,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 // reads it again from the last committed offset.
 func (w *partitionWorker) run() {
 	defer w.timer.Stop()
+	defer w.metrics.release()
 	msgs := w.claim.Messages()
 	done := w.sess.Context().Done()
 	var next *sarama.ConsumerMessage // read, but did not fit in the last batch
@@ -97,68 +102,182 @@ func (w *partitionWorker) run() {
 				break fill
 			}
 		}
+		w.metrics.consumed.Add(float64(w.batch.len()))
 		if !w.deliver() {
 			return
 		}
-		w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), w.batch.last+1, "")
+		w.commit(w.batch.last + 1)
 	}
+}
+
+// commit marks offset as the partition's next one to consume; sarama
+// flushes marks to Kafka every second and when the session ends.
+func (w *partitionWorker) commit(offset int64) {
+	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, "")
+	w.metrics.committed.Set(float64(offset))
+	w.metrics.lag.Set(float64(max(0, w.claim.HighWaterMarkOffset()-offset)))
+}
+
+// outcome is what one attempt at a batch came to.
+type outcome struct {
+	ok bool
+	// failedFrom is, for a partial success, the offset of the first record
+	// the function reported failed; -1 otherwise.
+	failedFrom int64
+	failure    string // why the attempt failed, for the logs
 }
 
 // deliver invokes the function with the batch until it succeeds or the
 // retries are spent, and reports whether the batch may be committed. It
 // reports false when the worker must stop first: the partition was revoked,
 // the trigger is stopping or was removed.
+//
+// A partial success commits the records before the first failed one and
+// goes on with the rest as a new batch. Every record left in the batch has
+// been in every attempt so far, so the attempt count and the backoff carry
+// on from one to the next.
 func (w *partitionWorker) deliver() bool {
-	b := &w.batch
 	s := w.t.settings
-	body := b.body()
-	header := http.Header{
-		"Content-Type":         {s.ContentType},
-		"X-Connector":          {"kafka-connector"},
-		"X-Topic":              {w.claim.Topic()},
-		"X-Kafka-Partition":    {strconv.Itoa(int(w.claim.Partition()))},
-		"X-Kafka-First-Offset": {strconv.FormatInt(b.first, 10)},
-		"X-Kafka-Last-Offset":  {strconv.FormatInt(b.last, 10)},
-		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last)},
-	}
-	log := w.log.With("first_offset", b.first, "last_offset", b.last, "messages", b.n)
 	for attempt := 1; ; attempt++ {
-		header.Set("X-Delivery-Attempt", strconv.Itoa(attempt))
-		ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
-		start := time.Now()
-		resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Body: body, Header: header})
-		cancel()
-		elapsed := time.Since(start)
-		if err == nil && resp.OK() {
-			if w.t.printResponse {
-				attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}
-				if w.t.printResponseBody {
-					attrs = append(attrs, "body", string(resp.Body))
-				}
-				log.Info("invoked", attrs...)
-			}
+		if attempt > 1 {
+			w.metrics.retries.Inc()
+		}
+		out := w.invoke(attempt)
+		if out.ok {
+			w.metrics.delivered.Inc()
+			w.metrics.batchSize.Observe(float64(w.batch.len()))
 			return true
+		}
+		w.metrics.failures.Inc()
+		if out.failedFrom >= 0 {
+			w.commit(out.failedFrom)
+			w.batch.keepFrom(out.failedFrom)
 		}
 		if w.ctx.Err() != nil {
 			return false // removed or out of grace time: abandon, uncommitted
 		}
-		failure := describeFailure(resp, err)
+		log := w.batchLog()
 		if s.MaxRetries >= 0 && attempt > s.MaxRetries {
-			log.Error("giving up on batch: retries spent; its offsets are committed and the partition moves on",
-				"attempts", attempt, "last_failure", failure)
-			return true
+			w.metrics.giveUps.Inc()
+			return w.giveUp(attempt, out.failure)
 		}
 		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, attempt)
-		log.Warn("invocation failed; retrying", "attempt", attempt, "failure", failure, "retry_in", delay.Round(time.Millisecond))
-		w.timer.Reset(delay)
-		select {
-		case <-w.timer.C:
-		case <-w.sess.Context().Done():
-			return false // revoked or stopping: stop retrying, commit nothing
-		case <-w.ctx.Done():
+		log.Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
+		if !w.sleep(delay) {
 			return false
 		}
 	}
+}
+
+// sleep waits d and reports false if the worker must stop first: the
+// partition was revoked, the trigger drains or was removed. Nothing is
+// committed then.
+func (w *partitionWorker) sleep(d time.Duration) bool {
+	w.metrics.retrying.Inc()
+	defer w.metrics.retrying.Dec()
+	w.timer.Reset(d)
+	select {
+	case <-w.timer.C:
+		return true
+	case <-w.sess.Context().Done():
+		return false
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
+func (w *partitionWorker) batchLog() *slog.Logger {
+	return w.log.With("first_offset", w.batch.first, "last_offset", w.batch.last, "messages", w.batch.len())
+}
+
+// invoke makes one attempt at delivering the batch.
+func (w *partitionWorker) invoke(attempt int) outcome {
+	b := &w.batch
+	s := w.t.settings
+	header := http.Header{
+		"Content-Type":         {s.ContentType},
+		"X-Connector":          {"kafka-connector"},
+		"X-Topic":              {w.claim.Topic()},
+		"X-Kafka-Partition":    {w.metrics.partition},
+		"X-Kafka-First-Offset": {strconv.FormatInt(b.first, 10)},
+		"X-Kafka-Last-Offset":  {strconv.FormatInt(b.last, 10)},
+		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last)},
+		"X-Delivery-Attempt":   {strconv.Itoa(attempt)},
+	}
+	if s.Async && s.CallbackURL != "" {
+		header.Set("X-Callback-Url", s.CallbackURL)
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
+	start := time.Now()
+	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: b.body(), Header: header})
+	cancel()
+	elapsed := time.Since(start)
+	w.metrics.invoked(resp.Status, elapsed.Seconds())
+	if w.t.printResponse {
+		attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}
+		if w.t.printResponseBody {
+			attrs = append(attrs, "body", string(resp.Body))
+		}
+		w.batchLog().Info("invoked", attrs...)
+	}
+	switch {
+	case err != nil:
+		return outcome{failedFrom: -1, failure: err.Error()}
+	case !resp.OK():
+		return outcome{failedFrom: -1, failure: describeStatus(resp)}
+	case s.Async:
+		return outcome{ok: true, failedFrom: -1}
+	}
+	if from, ok := w.firstFailed(resp.Body); ok {
+		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from)}
+	}
+	return outcome{ok: true, failedFrom: -1}
+}
+
+// batchItemFailures is the body by which a function reports that part of a
+// batch failed, in the shape AWS Lambda users know.
+type batchItemFailures struct {
+	BatchItemFailures []struct {
+		Partition *int32 `json:"partition"`
+		Offset    *int64 `json:"offset"`
+	} `json:"batchItemFailures"`
+}
+
+// firstFailed reads a partial batch result from a 2xx body and returns the
+// lowest failed offset of this batch. Any other body, or a list naming no
+// record of the batch, means the whole batch succeeded.
+func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
+	if !bytes.Contains(body, []byte(`"batchItemFailures"`)) {
+		return 0, false // the common case, without parsing
+	}
+	var r batchItemFailures
+	if err := json.Unmarshal(body, &r); err != nil {
+		w.batchLog().Warn("answer mentions batchItemFailures but is not the expected JSON; counting the batch as delivered", "error", err)
+		return 0, false
+	}
+	first, found := int64(0), false
+	for _, f := range r.BatchItemFailures {
+		if f.Partition == nil || f.Offset == nil || *f.Partition != w.claim.Partition() || *f.Offset < w.batch.first || *f.Offset > w.batch.last {
+			w.batchLog().Warn("batchItemFailures names a record that is not in this batch; ignoring it", "item", fmt.Sprintf("%+v", f))
+			continue
+		}
+		if !found || *f.Offset < first {
+			first, found = *f.Offset, true
+		}
+	}
+	return first, found
+}
+
+// giveUp ends the retries of a batch: its messages go to the dead-letter
+// topic if there is one, or are logged, and it may then be committed. It
+// reports false if the worker must stop before the dead letters are written.
+func (w *partitionWorker) giveUp(attempts int, failure string) bool {
+	log := w.batchLog()
+	if w.t.settings.DeadLetterTopic == "" {
+		log.Error("giving up on batch: retries spent; committing it without delivery", "attempts", attempts, "last_failure", failure)
+		return true
+	}
+	return w.deadLetter(attempts, failure)
 }
 
 // backoff is the delay before retry number attempt (1 for the first retry):
@@ -180,10 +299,7 @@ func idempotencyKey(function, topic string, partition int32, first, last int64) 
 	return fmt.Sprintf("%s/%s/%d/%d-%d", function, topic, partition, first, last)
 }
 
-func describeFailure(resp gateway.Response, err error) string {
-	if err != nil {
-		return err.Error()
-	}
+func describeStatus(resp gateway.Response) string {
 	if len(resp.Body) > 0 {
 		return fmt.Sprintf("status %d: %.200q", resp.Status, resp.Body)
 	}

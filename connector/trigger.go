@@ -37,6 +37,8 @@ type trigger struct {
 	printResponseBody bool
 	checkInterval     time.Duration // how often missing topics are looked for
 	log               *slog.Logger
+	metrics           *metrics
+	deadLetters       *deadLetterProducer
 
 	ready atomic.Bool // in a group session, or idle for want of topics
 	// draining ends when drain is called: run then stops taking new
@@ -54,6 +56,7 @@ func (t *trigger) run(ctx context.Context) {
 		return
 	}
 	defer client.Close()
+	defer t.deadLetters.close()
 	group, err := sarama.NewConsumerGroupFromClient(t.settings.Group, client)
 	if err != nil {
 		t.log.Error("cannot create consumer group", "group", t.settings.Group, "error", err)
@@ -261,7 +264,9 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 			if err != nil {
 				return err
 			}
-			sess.ResetOffset(topic, p, offset, "")
+			// With no offset committed, marking is how sarama is told
+			// where the claim starts (ResetOffset only moves backwards).
+			sess.MarkOffset(topic, p, offset, "")
 			t.log.Info("partition starts", "topic", topic, "partition", p, "offset", offset, "initial_offset", start.String())
 			reset = true
 		}

@@ -12,12 +12,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
@@ -218,4 +221,62 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what stri
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// ReadAll reads topic from the start until it has n records, failing the
+// test if they do not come within timeout.
+func ReadAll(t testing.TB, c *kfake.Cluster, topic string, n int, timeout time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records from %s within %v", len(out), n, topic, timeout)
+		}
+		fetches.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+// FailProduces makes the cluster refuse the next n produce requests that
+// write to topic, with a retriable error, as a broker short of replicas does.
+func FailProduces(c *kfake.Cluster, topic string, n int) *atomic.Int32 {
+	var refused atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		touches := false
+		for _, t := range pr.Topics {
+			touches = touches || t.Topic == topic
+		}
+		if !touches {
+			return nil, nil, false
+		}
+		if int(refused.Load()) >= n {
+			c.DropControl()
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, t := range pr.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = kerr.NotEnoughReplicas.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	return &refused
 }

@@ -1,0 +1,397 @@
+package connector_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-connector/kafka-connector/connector"
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// failValues fails every batch holding a record whose body starts with "bad".
+func failValues(c *gatewaytest.Call) (int, []byte) {
+	if bytes.Contains(c.Body, []byte(`"msgBody":"bad`)) {
+		return http.StatusInternalServerError, []byte("cannot handle this")
+	}
+	return http.StatusOK, nil
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestDeadLetterTopicTakesWhatCannotBeDelivered(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "orders", "orders.dlq")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("strict", "orders"))
+	gw.Handle("strict", failValues)
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxRetries = 2
+	cfg.DeadLetterTopic = "orders.dlq"
+	cfg.MaxMessages = 2
+
+	bad := &kgo.Record{Topic: "orders", Partition: 1, Key: []byte("k1"), Value: []byte("bad-1"),
+		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}}}
+	client.Produce(bad, testkit.Record("orders", 1, nil, []byte("bad-2")))
+	testkit.Start(t, cfg)
+
+	letters := testkit.ReadAll(t, cluster, "orders.dlq", 2, 30*time.Second)
+	first := letters[0]
+	if string(first.Key) != "k1" || string(first.Value) != "bad-1" || header(first, "trace") != "t-1" {
+		t.Errorf("dead letter %q=%q, headers %v: want the original key, value and headers", first.Key, first.Value, first.Headers)
+	}
+	for name, want := range map[string]string{
+		connector.HeaderOriginalTopic: "orders", connector.HeaderOriginalPartition: "1", connector.HeaderOriginalOffset: "0",
+		connector.HeaderFunction: "strict", connector.HeaderAttempts: "3",
+	} {
+		if got := header(first, name); got != want {
+			t.Errorf("dead letter header %s = %q, want %q", name, got, want)
+		}
+	}
+	if !strings.Contains(header(first, connector.HeaderLastFailure), "500") {
+		t.Errorf("last failure %q does not name the status", header(first, connector.HeaderLastFailure))
+	}
+	if letters[1].Key != nil || header(letters[1], connector.HeaderOriginalOffset) != "1" {
+		t.Errorf("second dead letter: key %q, offset header %q", letters[1].Key, header(letters[1], connector.HeaderOriginalOffset))
+	}
+	if n := len(gw.Calls("strict")); n != 3 {
+		t.Errorf("the failing batch was tried %d times, want 1 + max_retries 2", n)
+	}
+
+	// The partition moves on: later messages are delivered.
+	client.Produce(testkit.Record("orders", 1, nil, []byte("good")))
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("strict")).count("orders") == 1
+	}, "the next message is delivered after the dead-lettered batch")
+	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-strict")["orders"][1] == 3 },
+		"partition 1 committed past the dead-lettered batch and the next message")
+}
+
+func TestDeadLetterWriteFailureKeepsTheBatchUncommitted(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "payments", "payments.dlq")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("strict", "payments"))
+	gw.Handle("strict", failValues)
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxRetries = 0
+	cfg.DeadLetterTopic = "payments.dlq"
+	client.Produce(testkit.Record("payments", 2, nil, []byte("bad")))
+	refused := testkit.FailProduces(cluster, "payments.dlq", 8)
+	testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 30*time.Second, func() bool { return refused.Load() >= 2 }, "the dead-letter write is refused")
+	if got := client.Committed("kafka-connector-strict")["payments"][2]; got > 0 {
+		t.Fatalf("committed %d while the dead letter was not written", got)
+	}
+	letters := testkit.ReadAll(t, cluster, "payments.dlq", 1, 60*time.Second)
+	if string(letters[0].Value) != "bad" {
+		t.Errorf("dead letter %q", letters[0].Value)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-strict")["payments"][2] == 1 },
+		"committed once the dead letter is written")
+}
+
+func TestGivingUpWithoutDeadLetterTopicCommitsAndMovesOn(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "logs")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("strict", "logs"))
+	gw.Handle("strict", failValues)
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxRetries = 1
+	client.Produce(testkit.Record("logs", 0, nil, []byte("bad")))
+	testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("strict")) == 2 }, "one try and one retry")
+	client.Produce(testkit.Record("logs", 0, nil, []byte("fine")))
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("strict")).count("logs") == 1 },
+		"the next message is delivered")
+}
+
+func TestPartialBatchFailureRetriesFromTheFirstFailedRecord(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "items")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("picky", "items"))
+	var mu sync.Mutex
+	reported := false
+	gw.Handle("picky", func(c *gatewaytest.Call) (int, []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		e, _ := c.Event()
+		if !reported && len(e.Records) > 0 && e.Records[0].Ckafka.Offset == 0 {
+			reported = true
+			// Offsets 4 and 6 failed; 99 and the other partition are not
+			// in the batch and must be ignored.
+			return http.StatusOK, []byte(`{"batchItemFailures":[{"partition":0,"offset":6},{"partition":0,"offset":4},{"partition":0,"offset":99},{"partition":2,"offset":1}]}`)
+		}
+		return http.StatusOK, []byte(`{"batchItemFailures":[]}`)
+	})
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxMessages = 10
+	var recs []*kgo.Record
+	for i := 0; i < 10; i++ {
+		recs = append(recs, testkit.Record("items", 0, nil, []byte("item-"+strconv.Itoa(i))))
+	}
+	client.Produce(recs...)
+	testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("picky")) >= 2 }, "a retry after the partial failure")
+	calls := gw.Calls("picky")
+	first, _ := calls[0].Event()
+	second, _ := calls[1].Event()
+	if len(first.Records) != 10 {
+		t.Fatalf("first batch has %d records, want 10", len(first.Records))
+	}
+	var offsets []int64
+	for _, r := range second.Records {
+		offsets = append(offsets, r.Ckafka.Offset)
+	}
+	if !slices.Equal(offsets, []int64{4, 5, 6, 7, 8, 9}) {
+		t.Errorf("retry carries offsets %v, want 4..9: from the first failed record on", offsets)
+	}
+	if calls[1].Header.Get("X-Delivery-Attempt") != "2" || calls[1].Header.Get("X-Idempotency-Key") == calls[0].Header.Get("X-Idempotency-Key") {
+		t.Errorf("retry headers: attempt %s, key %s (first key %s)", calls[1].Header.Get("X-Delivery-Attempt"),
+			calls[1].Header.Get("X-Idempotency-Key"), calls[0].Header.Get("X-Idempotency-Key"))
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-picky")["items"][0] == 10 },
+		"everything committed after the retry succeeded")
+}
+
+func TestAsynchronousInvocation(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "async")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("queued", "async"))
+	cfg := testkit.Config(t, cluster, url)
+	cfg.AsynchronousInvocation = true
+	cfg.CallbackURL = "http://callback.example/result"
+	testkit.Start(t, cfg)
+	produceSpread(client, "async", 4)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("queued")).count("async") == 12 },
+		"every message posted to the queue")
+	for _, c := range gw.Calls("queued") {
+		if !c.Async || c.Status != http.StatusAccepted || c.Header.Get("X-Callback-Url") != cfg.CallbackURL {
+			t.Errorf("call async=%v status %d callback %q", c.Async, c.Status, c.Header.Get("X-Callback-Url"))
+		}
+	}
+}
+
+func TestRecordExtras(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "extras")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("curious", "extras"))
+	cfg := testkit.Config(t, cluster, url)
+	cfg.RecordExtras = true
+	testkit.Start(t, cfg)
+	ts := time.UnixMilli(1767225600123)
+	client.Produce(&kgo.Record{Topic: "extras", Partition: 0, Value: []byte("v"), Timestamp: ts,
+		Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc")}, {Key: "raw", Value: []byte{0xff}}}})
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("curious")).count("extras") == 1 }, "delivered")
+	r := successes(t, gw.Calls("curious")).records["extras"][0][0]
+	if r.Timestamp == nil || *r.Timestamp != ts.UnixMilli() {
+		t.Errorf("timestamp %v, want %d", r.Timestamp, ts.UnixMilli())
+	}
+	if r.Headers["trace-id"] != "abc" || r.Headers["raw"] != "base64:/w==" {
+		t.Errorf("headers %v", r.Headers)
+	}
+}
+
+func TestAnnotationsOverrideTheSettingsOfOneFunction(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "tuned")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	annotated := func(name string, annotations ...string) types.Function {
+		f := fn(name, "tuned")
+		for i := 0; i < len(annotations); i += 2 {
+			f.Annotations[annotations[i]] = annotations[i+1]
+		}
+		return f
+	}
+	gw.SetFunctions(
+		annotated("small-batches", "kafka-max-messages", "3", "kafka-max-wait", "5s"),
+		annotated("own-group", "kafka-group", "legacy-consumers", "kafka-max-wait", "10ms"),
+		annotated("paused", "kafka-enabled", "false"),
+		annotated("misconfigured", "kafka-max-messages", "lots"),
+		annotated("plain"),
+	)
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxWait = time.Minute // only the annotation's shorter wait or a full batch can send
+	cfg.MaxMessages = 1000
+	client.Produce(func() []*kgo.Record {
+		var recs []*kgo.Record
+		for i := 0; i < 10; i++ {
+			recs = append(recs, testkit.Record("tuned", 0, nil, []byte(strconv.Itoa(i))))
+		}
+		return recs
+	}()...)
+	r := testkit.Start(t, cfg)
+	metrics := httptest.NewServer(promhttp.HandlerFor(r.Metrics(), promhttp.HandlerOpts{}))
+	defer metrics.Close()
+
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("small-batches")).count("tuned") == 10
+	}, "the function with kafka-max-messages=3 gets its messages")
+	for _, n := range successes(t, gw.Calls("small-batches")).batches {
+		if n > 3 {
+			t.Errorf("batch of %d for a function with kafka-max-messages=3", n)
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return client.Committed("legacy-consumers")["tuned"][0] == 10
+	}, "kafka-group=legacy-consumers is the group that commits")
+	if n := len(gw.Calls("paused")) + len(gw.Calls("misconfigured")); n != 0 {
+		t.Errorf("a paused or misconfigured function was invoked %d times", n)
+	}
+	scrape := scrapeMetrics(t, metrics.URL)
+	if !strings.Contains(scrape, `kafka_connector_function_config_error{function="misconfigured"} 1`) {
+		t.Errorf("no config error metric for the misconfigured function in:\n%s", grep(scrape, "config_error"))
+	}
+	if !strings.Contains(scrape, `kafka_connector_functions{state="invalid"} 1`) {
+		t.Errorf("functions{state=invalid} is not 1:\n%s", grep(scrape, "kafka_connector_functions"))
+	}
+}
+
+func TestStartPositionByTime(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "history")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var recs []*kgo.Record
+	for p := int32(0); p < 2; p++ {
+		for i := 0; i < 6; i++ {
+			recs = append(recs, &kgo.Record{Topic: "history", Partition: p, Value: []byte(fmt.Sprintf("p%d-%d", p, i)), Timestamp: base.Add(time.Duration(i) * time.Minute)})
+		}
+	}
+	// Partition 2 holds only messages older than the start time.
+	recs = append(recs, &kgo.Record{Topic: "history", Partition: 2, Value: []byte("old"), Timestamp: base})
+	client.Produce(recs...)
+
+	start := base.Add(3 * time.Minute)
+	f := fn("replayer", "history")
+	f.Annotations["kafka-initial-offset"] = start.Format(time.RFC3339)
+	gw.SetFunctions(f)
+	testkit.Start(t, testkit.Config(t, cluster, url))
+
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("replayer")).count("history") >= 6
+	}, "the messages from the start time on are delivered")
+	client.Produce(testkit.Record("history", 2, nil, []byte("new")))
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return len(successes(t, gw.Calls("replayer")).offsets["history"][2]) == 1
+	}, "partition 2 starts at its end and delivers the new message")
+	d := successes(t, gw.Calls("replayer"))
+	for p := int32(0); p < 2; p++ {
+		if !slices.Equal(d.offsets["history"][p], []int64{3, 4, 5}) {
+			t.Errorf("partition %d delivered %v, want 3, 4, 5 (written at or after the start time)", p, d.offsets["history"][p])
+		}
+	}
+	if got := d.records["history"][2][0].MsgBody; got != "new" {
+		t.Errorf("partition 2 delivered %q, want only the new message", got)
+	}
+}
+
+func TestLatestStartsAtTheEnd(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "live")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("live-fn", "live"))
+	produceSpread(client, "live", 3)
+	cfg := testkit.Config(t, cluster, url)
+	cfg.InitialOffset = types.StartOffset{}
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, r.Ready, "the connector is ready")
+	// The start position is committed at once, so even a restart before
+	// any delivery does not skip what is written in between.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		return client.Committed("kafka-connector-live-fn")["live"][0] == 3
+	}, "the latest offset is committed as the start")
+	r.Stop()
+	produceSpread(client, "live", 1)
+	testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return successes(t, gw.Calls("live-fn")).count("live") == 3
+	}, "the messages written while the connector was down are delivered")
+	d := successes(t, gw.Calls("live-fn"))
+	for p := int32(0); p < partitions; p++ {
+		if !slices.Equal(d.offsets["live"][p], []int64{3}) {
+			t.Errorf("partition %d delivered %v, want only offset 3", p, d.offsets["live"][p])
+		}
+	}
+}
+
+func TestMetricsAfterARun(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "counted")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("counted-fn", "counted"))
+	var mu sync.Mutex
+	failed := 0
+	gw.Handle("counted-fn", func(*gatewaytest.Call) (int, []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed < 2 {
+			failed++
+			return http.StatusServiceUnavailable, nil
+		}
+		return http.StatusOK, nil
+	})
+	r := testkit.Start(t, testkit.Config(t, cluster, url))
+	srv := httptest.NewServer(promhttp.HandlerFor(r.Metrics(), promhttp.HandlerOpts{}))
+	defer srv.Close()
+	produceSpread(client, "counted", 20)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("counted-fn")).count("counted") == 60 }, "delivered")
+
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		m := scrapeMetrics(t, srv.URL)
+		return strings.Contains(m, `kafka_connector_messages_consumed_total{function="counted-fn",topic="counted"} 60`) &&
+			strings.Contains(m, `kafka_connector_invocation_failures_total{function="counted-fn",topic="counted"} 2`) &&
+			strings.Contains(m, `kafka_connector_retries_total{function="counted-fn",topic="counted"} 2`) &&
+			strings.Contains(m, `kafka_connector_committed_offset{function="counted-fn",partition="0",topic="counted"} 20`) &&
+			strings.Contains(m, `kafka_connector_consumer_lag_messages{function="counted-fn",partition="2",topic="counted"} 0`) &&
+			strings.Contains(m, `kafka_connector_invocation_duration_seconds_count{function="counted-fn",status_class="5xx"} 2`) &&
+			strings.Contains(m, `kafka_connector_functions{state="running"} 1`)
+	}, "metrics show 60 consumed, 2 failures and retries, offsets committed and no lag:\n%s", grep(scrapeMetrics(t, srv.URL), "kafka_connector_"))
+}
+
+func scrapeMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grep(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,150 @@
+package connector
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the connector's Prometheus metrics. They are updated once per
+// batch, never per message, so that they stay off the hot path.
+type metrics struct {
+	registry *prometheus.Registry
+
+	consumed       *prometheus.CounterVec   // function, topic
+	delivered      *prometheus.CounterVec   // function, topic
+	batchSize      *prometheus.HistogramVec // function
+	invocation     *prometheus.HistogramVec // function, status_class
+	failures       *prometheus.CounterVec   // function, topic
+	retries        *prometheus.CounterVec   // function, topic
+	giveUps        *prometheus.CounterVec   // function, topic
+	deadLetters    *prometheus.CounterVec   // function, topic
+	retrying       *prometheus.GaugeVec     // function
+	lag            *prometheus.GaugeVec     // function, topic, partition
+	committed      *prometheus.GaugeVec     // function, topic, partition
+	triggers       *prometheus.GaugeVec     // state
+	gatewayErrors  prometheus.Counter
+	functionErrors *prometheus.GaugeVec // function
+}
+
+func newMetrics() *metrics {
+	const ns = "kafka_connector"
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "messages_consumed_total",
+			Help: "Messages read from Kafka and put in a batch.",
+		}, []string{"function", "topic"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "batches_delivered_total",
+			Help: "Batches the function accepted (2xx).",
+		}, []string{"function", "topic"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "batch_messages",
+			Help:    "Messages per delivered batch.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000},
+		}, []string{"function"}),
+		invocation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "invocation_duration_seconds",
+			Help:    "Duration of one invocation, by status class (2xx, 4xx, 5xx, or error when no answer came).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"function", "status_class"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "invocation_failures_total",
+			Help: "Invocations that failed: a status other than 2xx, a timeout, no answer, or a partial batch failure.",
+		}, []string{"function", "topic"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "retries_total",
+			Help: "Batches sent again after a failure.",
+		}, []string{"function", "topic"}),
+		giveUps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "give_ups_total",
+			Help: "Batches whose retries were spent (then dead-lettered, or logged and committed).",
+		}, []string{"function", "topic"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letter_messages_total",
+			Help: "Messages written to the dead-letter topic.",
+		}, []string{"function", "topic"}),
+		retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "retrying_partitions",
+			Help: "Partitions whose current batch is waiting to be retried.",
+		}, []string{"function"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "consumer_lag_messages",
+			Help: "Messages in the partition after the last delivered one, as of the last fetch.",
+		}, []string{"function", "topic", "partition"}),
+		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "committed_offset",
+			Help: "Next offset to consume, marked for commit once its batch was delivered; flushed to Kafka every second.",
+		}, []string{"function", "topic", "partition"}),
+		triggers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "functions",
+			Help: "Functions discovered, by state: running (a trigger feeds it) or invalid (its annotations cannot be used).",
+		}, []string{"state"}),
+		gatewayErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "gateway_discovery_errors_total",
+			Help: "Function listings that failed; the triggers stay as they were.",
+		}),
+		functionErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "function_config_error",
+			Help: "1 for a function that has no trigger because its annotations cannot be used.",
+		}, []string{"function"}),
+	}
+	m.registry.MustRegister(
+		m.consumed, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
+		m.deadLetters, m.retrying, m.lag, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// partitionMetrics are the metrics of one partition worker, with their
+// labels resolved once when the partition is claimed.
+type partitionMetrics struct {
+	m                                               *metrics
+	function, topic, partition                      string
+	consumed, delivered, failures, retries, giveUps prometheus.Counter
+	deadLetters                                     prometheus.Counter
+	batchSize                                       prometheus.Observer
+	retrying, lag, committed                        prometheus.Gauge
+	invocationOK                                    prometheus.Observer
+}
+
+func (m *metrics) partition(function, topic string, partition int32) *partitionMetrics {
+	p := strconv.Itoa(int(partition))
+	return &partitionMetrics{
+		m: m, function: function, topic: topic, partition: p,
+		consumed:     m.consumed.WithLabelValues(function, topic),
+		delivered:    m.delivered.WithLabelValues(function, topic),
+		failures:     m.failures.WithLabelValues(function, topic),
+		retries:      m.retries.WithLabelValues(function, topic),
+		giveUps:      m.giveUps.WithLabelValues(function, topic),
+		deadLetters:  m.deadLetters.WithLabelValues(function, topic),
+		batchSize:    m.batchSize.WithLabelValues(function),
+		retrying:     m.retrying.WithLabelValues(function),
+		lag:          m.lag.WithLabelValues(function, topic, p),
+		committed:    m.committed.WithLabelValues(function, topic, p),
+		invocationOK: m.invocation.WithLabelValues(function, "2xx"),
+	}
+}
+
+// invoked records one invocation's duration by the class of its status; 0
+// means no answer came.
+func (p *partitionMetrics) invoked(status int, seconds float64) {
+	switch {
+	case status >= 200 && status < 300:
+		p.invocationOK.Observe(seconds)
+	case status == 0:
+		p.m.invocation.WithLabelValues(p.function, "error").Observe(seconds)
+	default:
+		p.m.invocation.WithLabelValues(p.function, strconv.Itoa(status/100)+"xx").Observe(seconds)
+	}
+}
+
+// release drops the partition's own series when the partition leaves this
+// connector, so that another replica's figures are not shadowed by stale ones.
+func (p *partitionMetrics) release() {
+	p.m.lag.DeleteLabelValues(p.function, p.topic, p.partition)
+	p.m.committed.DeleteLabelValues(p.function, p.topic, p.partition)
+}
