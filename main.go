@@ -89,6 +89,9 @@ func runConnector(stderr io.Writer) int {
 	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
 	c := connector.New(cfg, gw, log)
 	log.Info("kafka-connector starting", "version", version, "commit", commit, "config", cfg)
+	if cfg.TLSInsecureSkipVerify {
+		log.Warn("tls_insecure_skip_verify=true: broker certificates are not checked; use this for testing only")
+	}
 	metrics := promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{})
 	return serve(ctx, cfg, log, c.Ready, metrics, func(ctx context.Context) error { return c.Run(ctx) })
 }
@@ -142,7 +145,13 @@ func runProduce(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *key != "" {
 		k = []byte(*key)
 	}
-	var cfg config.Config
+	// TLS, SASL and the protocol version come from the same variables as
+	// the connector's.
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "kafka-connector produce: bad configuration: %v\n", err)
+		return exitUsage
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	n, err := devmode.Produce(ctx, cfg.SaramaProducer(), strings.Split(*brokers, ","), *topic, k, fs.Args(), stdin)

@@ -339,7 +339,12 @@ func (c Config) LogValue() slog.Value {
 				attrs = append(attrs, slog.String(name, "(set)"))
 			}
 		default:
-			attrs = append(attrs, slog.Any(name, v.FieldByIndex(f.Index).Interface()))
+			// Durations and start offsets read as the operator writes them.
+			value := v.FieldByIndex(f.Index).Interface()
+			if s, ok := value.(fmt.Stringer); ok {
+				value = s.String()
+			}
+			attrs = append(attrs, slog.Any(name, value))
 		}
 	}
 	return slog.GroupValue(attrs...)

@@ -32,6 +32,9 @@ func (c *Config) checkKafkaSecurity() error {
 		return fieldError("KafkaVersion", c.KafkaVersion, nil)
 	}
 	if !c.TLS {
+		if c.TLSInsecureSkipVerify {
+			return fieldError("TLSInsecureSkipVerify", "true", errors.New("it has no effect unless tls=true"))
+		}
 		for _, f := range []struct{ field, value string }{
 			{"TLSCAFile", c.TLSCAFile}, {"TLSCertFile", c.TLSCertFile}, {"TLSKeyFile", c.TLSKeyFile},
 		} {
@@ -47,7 +50,7 @@ func (c *Config) checkKafkaSecurity() error {
 		return fieldError("TLSCertFile", c.TLSCertFile, errors.New("tls_key_file is not set"))
 	}
 	if c.SASLMechanism == "" {
-		if c.SASLUsername != "" || c.SASLUsernameFile != "" || c.SASLPasswordFile != "" {
+		if c.SASLUsername != "" || c.SASLPassword != "" || c.SASLUsernameFile != "" || c.SASLPasswordFile != "" {
 			return fieldError("SASLMechanism", "", errors.New("SASL credentials are set but no mechanism"))
 		}
 		return nil

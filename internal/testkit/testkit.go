@@ -5,6 +5,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -35,11 +36,17 @@ const Brokers = 3
 // each of partitions partitions. It is closed when the test ends.
 func Cluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
 	t.Helper()
+	return ClusterWith(t, partitions, topics)
+}
+
+// ClusterWith is Cluster with more options, such as TLS or SASL.
+func ClusterWith(t testing.TB, partitions int32, topics []string, more ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
 	opts := []kfake.Opt{kfake.NumBrokers(Brokers), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(int(partitions))}
 	if len(topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(partitions, topics...))
 	}
-	c, err := kfake.NewCluster(opts...)
+	c, err := kfake.NewCluster(append(opts, more...)...)
 	if err != nil {
 		t.Fatalf("starting the embedded kafka cluster: %v", err)
 	}
@@ -57,13 +64,13 @@ type Client struct {
 
 // NewClient connects a client to the cluster. Records with a partition set
 // go to that partition.
-func NewClient(t testing.TB, c *kfake.Cluster) *Client {
+func NewClient(t testing.TB, c *kfake.Cluster, opts ...kgo.Opt) *Client {
 	t.Helper()
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.ListenAddrs()...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
-	)
+	}, opts...)...)
 	if err != nil {
 		t.Fatalf("kafka client: %v", err)
 	}
@@ -174,7 +181,11 @@ type Running struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+	logs   *syncBuffer
 }
+
+// Logs returns what the connector logged so far, one JSON object a line.
+func (r *Running) Logs() string { return r.logs.String() }
 
 // Start runs a connector with cfg. It is stopped when the test ends, if the
 // test did not stop it before.
@@ -182,9 +193,14 @@ func Start(t testing.TB, cfg config.Config) *Running {
 	t.Helper()
 	gw := gateway.New(cfg.GatewayURL)
 	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
-	c := connector.New(cfg, gw, Logger(t))
+	logs := &syncBuffer{}
+	var out io.Writer = logs
+	if testing.Verbose() {
+		out = io.MultiWriter(logs, os.Stderr)
+	}
+	c := connector.New(cfg, gw, slog.New(slog.NewJSONHandler(out, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{Connector: c, cancel: cancel, done: make(chan struct{})}
+	r := &Running{Connector: c, cancel: cancel, done: make(chan struct{}), logs: logs}
 	go func() {
 		defer close(r.done)
 		if err := c.Run(ctx); err != nil {
@@ -199,6 +215,23 @@ func Start(t testing.TB, cfg config.Config) *Running {
 func (r *Running) Stop() {
 	r.once.Do(r.cancel)
 	<-r.done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Logger logs to the test output when the test runs with -v, and nowhere

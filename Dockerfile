@@ -1,0 +1,47 @@
+# The kafka-connector image: a static binary on a distroless base, running
+# as a non-root user.
+#
+#   docker build -t kafka-connector \
+#     --build-arg VERSION=$(git describe --tags --always) \
+#     --build-arg COMMIT=$(git rev-parse --short HEAD) .
+#
+# Multi-architecture: docker buildx build --platform linux/amd64,linux/arm64 ...
+# (the binary is cross-compiled, so no emulation is needed).
+
+# Go release of the build stage: at least the go line of go.mod, as the
+# golang images do not download a newer toolchain (GOTOOLCHAIN=local).
+ARG GO_VERSION=1.26
+
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+ARG TARGETOS
+ARG TARGETARCH
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod \
+    go mod download
+COPY . .
+ARG VERSION=dev
+ARG COMMIT=unknown
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} \
+    go build -trimpath \
+      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
+      -o /out/kafka-connector .
+
+# distroless/static holds CA certificates, time zones and a nonroot user
+# (65532), and nothing else: no shell, no package manager.
+FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=dev
+ARG COMMIT=unknown
+LABEL org.opencontainers.image.title="kafka-connector" \
+      org.opencontainers.image.description="Feeds OpenFaaS functions from Kafka topics" \
+      org.opencontainers.image.source="https://github.com/kafka-connector/kafka-connector" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}"
+COPY --from=build /out/kafka-connector /kafka-connector
+# Numeric, so that Kubernetes can check runAsNonRoot against it.
+USER 65532:65532
+# /healthz, /readyz and /metrics (http_addr).
+EXPOSE 8081
+ENTRYPOINT ["/kafka-connector"]
