@@ -1,7 +1,7 @@
 // Package yaml_test keeps the deployment files of this folder in step with
 // the connector: every file parses, every variable set on the connector is
 // one it reads (with a value it accepts), the probes point at its endpoints,
-// the example function carries a topic and README.md lists every setting
+// the example function carries a topic and the README lists every setting
 // with its default.
 package yaml_test
 
@@ -545,16 +545,24 @@ func TestStackFunctionsHaveATopic(t *testing.T) {
 	}
 }
 
-// settingRow matches a row of the settings table of README.md:
+// settingRow matches a row of the configuration table of the README:
 // | `name` | default | meaning |
 var settingRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ([^|]*) \\|")
 
-// TestReadmeListsEverySetting keeps the settings table of README.md in step
-// with the connector: one row per variable, with its default.
+// TestReadmeListsEverySetting keeps the configuration table of the README
+// in step with the connector: one row per variable, with its default.
 func TestReadmeListsEverySetting(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Only the Configuration section: other tables (metrics) have rows too.
+	_, raw, ok := bytes.Cut(readme, []byte("\n## Configuration\n"))
+	if !ok {
+		t.Fatal("the README has no Configuration section")
+	}
+	if end := bytes.Index(raw, []byte("\n## ")); end >= 0 {
+		raw = raw[:end]
 	}
 	rows := map[string]string{} // name to default as written
 	for _, m := range settingRow.FindAllSubmatch(raw, -1) {
@@ -569,21 +577,21 @@ func TestReadmeListsEverySetting(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, ok := rows[name]
 			if !ok {
-				t.Fatalf("README.md has no row | `%s` | default | meaning |", name)
+				t.Fatalf("the README has no row | `%s` | default | meaning |", name)
 			}
 			want := f.Tag.Get("default")
 			if want == "" {
 				want = "none"
 			}
 			if got != want {
-				t.Errorf("README.md gives the default %q, the connector %q", got, want)
+				t.Errorf("the README gives the default %q, the connector %q", got, want)
 			}
 		})
 	}
 	known := config.Names()
 	for name := range rows {
 		if !slices.Contains(known, name) {
-			t.Errorf("README.md lists %s, which the connector does not read", name)
+			t.Errorf("the README lists %s, which the connector does not read", name)
 		}
 	}
 }
