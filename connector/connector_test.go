@@ -547,3 +547,54 @@ func TestShutdownFinishesTheInvocationInFlightAndCommitsIt(t *testing.T) {
 		t.Errorf("%d invocations, want 1", n)
 	}
 }
+
+func TestReplicasShareThePartitionsAndHandThemOver(t *testing.T) {
+	cluster := testkit.Cluster(t, partitions, "shared-work")
+	client := testkit.NewClient(t, cluster)
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(fn("worker", "shared-work"))
+	cfg := testkit.Config(t, cluster, url)
+	cfg.MaxMessages = 5
+
+	first := testkit.Start(t, cfg)
+	produceSpread(client, "shared-work", 20)
+	second := testkit.Start(t, cfg)
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Members("kafka-connector-worker") == 2 },
+		"both replicas are members of the function's group")
+	produceSpread(client, "shared-work", 20)
+	first.Stop()
+	produceSpread(client, "shared-work", 20)
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		d := successes(t, gw.Calls("worker"))
+		for p := int32(0); p < partitions; p++ {
+			if len(unique(d.offsets["shared-work"][p])) != 60 {
+				return false
+			}
+		}
+		return true
+	}, "every message delivered while the partitions moved between replicas")
+	second.Stop()
+
+	d := successes(t, gw.Calls("worker"))
+	for p := int32(0); p < partitions; p++ {
+		// A replay may restart from a committed offset, but new offsets are
+		// first delivered in order.
+		next := int64(0)
+		for _, o := range d.offsets["shared-work"][p] {
+			if o > next {
+				t.Fatalf("partition %d: offset %d delivered before %d", p, o, next)
+			}
+			if o == next {
+				next++
+			}
+		}
+	}
+}
+
+func unique(offsets []int64) map[int64]bool {
+	m := map[int64]bool{}
+	for _, o := range offsets {
+		m[o] = true
+	}
+	return m
+}
