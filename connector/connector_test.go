@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 	"github.com/kafka-connector/kafka-connector/types"
@@ -90,11 +91,8 @@ func inOrder(offsets []int64, n int) bool {
 }
 
 func TestDeliversEveryMessageInOrderPerPartition(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "orders")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "orders")
 	gw.SetFunctions(fn("billing", "orders"))
-	cfg := testkit.Config(t, cluster, url)
 	cfg.MaxMessages = 7
 	testkit.Start(t, cfg)
 
@@ -122,11 +120,9 @@ func TestDeliversEveryMessageInOrderPerPartition(t *testing.T) {
 }
 
 func TestEventShapeAndHeaders(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "shape")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "shape")
 	gw.SetFunctions(fn("shape-fn", "shape"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	client.Produce(
 		testkit.Record("shape", 1, nil, []byte("Hello from Ckafka!")),
@@ -199,11 +195,9 @@ func keys(m map[string]any) []string {
 }
 
 func TestBinaryKeysAndValuesSurvive(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "bin")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "bin")
 	gw.SetFunctions(fn("bin-fn", "bin"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	values := [][]byte{
 		{0xff, 0xfe, 0x00, 0x01},
@@ -291,11 +285,8 @@ func TestBatchesFlushOnCountBytesAndTime(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cluster := testkit.Cluster(t, partitions, "flush")
-			client := testkit.NewClient(t, cluster)
-			gw, url := testkit.Gateway(t)
+			client, gw, cfg := setup(t, "flush")
 			gw.SetFunctions(fn("flush-fn", "flush"))
-			cfg := testkit.Config(t, cluster, url)
 			cfg.MaxMessages, cfg.MaxWait = tc.max, tc.maxWait
 			if tc.maxBytes > 0 {
 				cfg.MaxBytes = tc.maxBytes
@@ -339,9 +330,7 @@ func repeatInts(v, n int) []int {
 }
 
 func TestFailingBatchIsRetriedWithGrowingDelaysAndNothingNewerInBetween(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "retry")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "retry")
 	gw.SetFunctions(fn("flaky", "retry"))
 	const failures = 4
 	var calls atomic.Int32
@@ -351,7 +340,6 @@ func TestFailingBatchIsRetriedWithGrowingDelaysAndNothingNewerInBetween(t *testi
 		}
 		return http.StatusOK, nil
 	})
-	cfg := testkit.Config(t, cluster, url)
 	cfg.RetryBackoffInitial = 40 * time.Millisecond
 	cfg.MaxMessages = 5
 	// All messages are there before the connector starts, so the first
@@ -407,12 +395,10 @@ func TestFailingBatchIsRetriedWithGrowingDelaysAndNothingNewerInBetween(t *testi
 }
 
 func TestOneFailingFunctionDoesNotDelayAnother(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "shared")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "shared")
 	gw.SetFunctions(fn("broken", "shared"), fn("healthy", "shared"))
 	gw.Handle("broken", func(*gatewaytest.Call) (int, []byte) { return http.StatusServiceUnavailable, nil })
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	produceSpread(client, "shared", 30)
 	testkit.Eventually(t, 30*time.Second, func() bool {
@@ -424,9 +410,7 @@ func TestOneFailingFunctionDoesNotDelayAnother(t *testing.T) {
 }
 
 func TestNothingIsCommittedBeforeSuccess(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "acks")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "acks")
 	gw.SetFunctions(fn("fragile", "acks"))
 	var fail atomic.Bool
 	fail.Store(true)
@@ -436,7 +420,6 @@ func TestNothingIsCommittedBeforeSuccess(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	cfg := testkit.Config(t, cluster, url)
 	produceSpread(client, "acks", 10)
 
 	first := testkit.Start(t, cfg)
@@ -482,11 +465,9 @@ func TestNothingIsCommittedBeforeSuccess(t *testing.T) {
 }
 
 func TestRemovedFunctionStopsConsuming(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "events")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "events")
 	gw.SetFunctions(fn("leaving", "events"), fn("staying", "events"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	produceSpread(client, "events", 5)
 	testkit.Eventually(t, 20*time.Second, func() bool {
@@ -507,9 +488,7 @@ func TestRemovedFunctionStopsConsuming(t *testing.T) {
 }
 
 func TestShutdownFinishesTheInvocationInFlightAndCommitsIt(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "drain")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "drain")
 	gw.SetFunctions(fn("slow", "drain"))
 	started := make(chan struct{})
 	release := make(chan struct{})
@@ -523,7 +502,6 @@ func TestShutdownFinishesTheInvocationInFlightAndCommitsIt(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	cfg := testkit.Config(t, cluster, url)
 	cfg.MaxMessages = 1000
 	client.Produce(testkit.Record("drain", 2, nil, []byte("a")), testkit.Record("drain", 2, nil, []byte("b")))
 	r := testkit.Start(t, cfg)
@@ -549,11 +527,8 @@ func TestShutdownFinishesTheInvocationInFlightAndCommitsIt(t *testing.T) {
 }
 
 func TestReplicasShareThePartitionsAndHandThemOver(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "shared-work")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "shared-work")
 	gw.SetFunctions(fn("worker", "shared-work"))
-	cfg := testkit.Config(t, cluster, url)
 	cfg.MaxMessages = 5
 
 	first := testkit.Start(t, cfg)
@@ -597,4 +572,14 @@ func unique(offsets []int64) map[int64]bool {
 		m[o] = true
 	}
 	return m
+}
+
+// setup starts what most tests run against: an embedded cluster holding the
+// topics, a client of it, a recording gateway, and the connector settings
+// for them.
+func setup(t *testing.T, topics ...string) (*testkit.Client, *gatewaytest.Gateway, config.Config) {
+	t.Helper()
+	cluster := testkit.Cluster(t, partitions, topics...)
+	gw, url := testkit.Gateway(t)
+	return testkit.NewClient(t, cluster), gw, testkit.Config(t, cluster, url)
 }

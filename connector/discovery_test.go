@@ -11,16 +11,14 @@ import (
 )
 
 func TestFunctionsInEveryNamespaceAreFed(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "ns-topic")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "ns-topic")
 	gw.SetNamespaces("openfaas-fn", "team")
 	a := fn("a", "ns-topic")
 	a.Namespace = "openfaas-fn"
 	b := fn("b", "ns-topic")
 	b.Namespace = "team"
 	gw.SetFunctions(a, b)
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	produceSpread(client, "ns-topic", 3)
 	testkit.Eventually(t, 20*time.Second, func() bool {
@@ -33,11 +31,9 @@ func TestFunctionsInEveryNamespaceAreFed(t *testing.T) {
 }
 
 func TestBrokenGatewayKeepsTheTriggersRunning(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "steady")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "steady")
 	gw.SetFunctions(fn("steady-fn", "steady"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 	produceSpread(client, "steady", 1)
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		return successes(t, gw.Calls("steady-fn")).count("steady") == 3
@@ -77,11 +73,9 @@ func TestBrokenGatewayKeepsTheTriggersRunning(t *testing.T) {
 }
 
 func TestChangedTopicsTakeEffectAtTheNextRefresh(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "old-topic", "new-topic")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "old-topic", "new-topic")
 	gw.SetFunctions(fn("mover", "old-topic"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 	produceSpread(client, "old-topic", 2)
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		return successes(t, gw.Calls("mover")).count("old-topic") == 6
@@ -103,11 +97,9 @@ func TestChangedTopicsTakeEffectAtTheNextRefresh(t *testing.T) {
 }
 
 func TestMissingTopicDoesNotHoldBackTheOthers(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "exists")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "exists")
 	gw.SetFunctions(fn("partial", "exists,not-yet"))
-	testkit.Start(t, testkit.Config(t, cluster, url))
+	testkit.Start(t, cfg)
 
 	produceSpread(client, "exists", 2)
 	testkit.Eventually(t, 20*time.Second, func() bool {
@@ -123,11 +115,8 @@ func TestMissingTopicDoesNotHoldBackTheOthers(t *testing.T) {
 }
 
 func TestAllowListLimitsTheTopics(t *testing.T) {
-	cluster := testkit.Cluster(t, partitions, "allowed", "denied")
-	client := testkit.NewClient(t, cluster)
-	gw, url := testkit.Gateway(t)
+	client, gw, cfg := setup(t, "allowed", "denied")
 	gw.SetFunctions(fn("picky", "allowed,denied"), types.Function{Name: "nothing-allowed", Annotations: map[string]string{"topic": "denied"}})
-	cfg := testkit.Config(t, cluster, url)
 	cfg.Topics = []string{"allowed"}
 	testkit.Start(t, cfg)
 

@@ -79,14 +79,18 @@ func TestTLSAndSASL(t *testing.T) {
 			name:    "sasl scram-sha-256",
 			cluster: saslCluster,
 			client:  adminClient,
-			connect: func(c *config.Config) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "SCRAM-SHA-256", "scram256", "s256-secret" },
+			connect: func(c *config.Config) {
+				c.SASLMechanism, c.SASLUsername, c.SASLPassword = "SCRAM-SHA-256", "scram256", "s256-secret"
+			},
 			deliver: true,
 		},
 		{
 			name:    "sasl scram-sha-512",
 			cluster: saslCluster,
 			client:  []kgo.Opt{kgo.SASL(scram.Auth{User: "scram512", Pass: "s512-secret"}.AsSha512Mechanism())},
-			connect: func(c *config.Config) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "scram-sha-512", "scram512", "s512-secret" },
+			connect: func(c *config.Config) {
+				c.SASLMechanism, c.SASLUsername, c.SASLPassword = "scram-sha-512", "scram512", "s512-secret"
+			},
 			deliver: true,
 		},
 		{

@@ -1,10 +1,8 @@
 package devmode
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,28 +11,10 @@ import (
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
-// syncBuffer is a bytes.Buffer safe for the demo function and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDevModeShowsDeliveredRecords(t *testing.T) {
 	cluster := testkit.Cluster(t, 3) // only to borrow the test configuration
 	cfg := testkit.Config(t, cluster, "http://unused")
-	var out syncBuffer
+	var out testkit.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -57,9 +57,10 @@ func ClusterWith(t testing.TB, partitions int32, topics []string, more ...kfake.
 // Client is an independent Kafka client for writing messages and reading
 // what the connector committed.
 type Client struct {
-	t     testing.TB
-	Kgo   *kgo.Client
-	Admin *kadm.Client
+	t       testing.TB
+	Cluster *kfake.Cluster
+	Kgo     *kgo.Client
+	Admin   *kadm.Client
 }
 
 // NewClient connects a client to the cluster. Records with a partition set
@@ -75,7 +76,7 @@ func NewClient(t testing.TB, c *kfake.Cluster, opts ...kgo.Opt) *Client {
 		t.Fatalf("kafka client: %v", err)
 	}
 	t.Cleanup(cl.Close)
-	return &Client{t: t, Kgo: cl, Admin: kadm.NewClient(cl)}
+	return &Client{t: t, Cluster: c, Kgo: cl, Admin: kadm.NewClient(cl)}
 }
 
 // Produce writes the records and waits for them to be acknowledged.
@@ -181,7 +182,7 @@ type Running struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
-	logs   *syncBuffer
+	logs   *SyncBuffer
 }
 
 // Logs returns what the connector logged so far, one JSON object a line.
@@ -193,7 +194,7 @@ func Start(t testing.TB, cfg config.Config) *Running {
 	t.Helper()
 	gw := gateway.New(cfg.GatewayURL)
 	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
-	logs := &syncBuffer{}
+	logs := &SyncBuffer{}
 	var out io.Writer = logs
 	if testing.Verbose() {
 		out = io.MultiWriter(logs, os.Stderr)
@@ -217,18 +218,19 @@ func (r *Running) Stop() {
 	<-r.done
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that goroutines may share.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
