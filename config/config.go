@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/url"
 	"os"
@@ -85,7 +86,7 @@ type Config struct {
 	MaxRetries int `envconfig:"max_retries" default:"-1" desc:"-1 (retry until success) or a whole number from 0 to 10000"`
 
 	// ContentType is the Content-Type of every invocation.
-	ContentType string `envconfig:"content_type" default:"application/json" desc:"a media type"`
+	ContentType string `envconfig:"content_type" default:"application/json" desc:"a media type such as application/json"`
 
 	// DeadLetterTopic, when set, receives the messages of a batch whose
 	// retries are spent, with headers saying where they came from and why;
@@ -113,7 +114,7 @@ type Config struct {
 	BasicAuth bool `envconfig:"basic_auth" default:"false" desc:"true or false"`
 
 	// SecretMountPath is the folder holding the gateway credentials.
-	SecretMountPath string `envconfig:"secret_mount_path" default:"/var/secrets" desc:"a folder"`
+	SecretMountPath string `envconfig:"secret_mount_path" default:"/var/secrets" desc:"a folder holding basic-auth-user and basic-auth-password, as basic_auth=true asks"`
 
 	// PrintResponse logs the status of every invocation; PrintResponseBody
 	// adds the function's answer.
@@ -254,6 +255,12 @@ func (c *Config) Validate() error {
 		return fieldError("ShutdownTimeout", c.ShutdownTimeout.String(), nil)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fieldError("LogFormat", c.LogFormat, nil)
+	}
+	if _, _, err := mime.ParseMediaType(c.ContentType); err != nil || strings.ContainsAny(c.ContentType, "\r\n") {
+		return fieldError("ContentType", c.ContentType, err)
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fieldError("HTTPAddr", c.HTTPAddr, err)
 	}
 	if c.DeadLetterTopic != "" {
 		if err := types.CheckTopicName(c.DeadLetterTopic); err != nil {

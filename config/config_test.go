@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,9 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"dead_letter_topic", "no spaces"},
 		{"callback_url", "ftp://x"},
 		{"shutdown_timeout", "-5s"},
+		{"content_type", "application/json\r\nX-Injected: 1"},
+		{"content_type", "not a type"},
+		{"http_addr", "8081"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
@@ -106,7 +110,7 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 				t.Fatalf("error %v, want a *config.Error", err)
 			}
 			msg := err.Error()
-			if ce.Var != tc.name || !strings.Contains(msg, tc.name) || !strings.Contains(msg, tc.value) || ce.Allowed == "" {
+			if ce.Var != tc.name || !strings.Contains(msg, tc.name) || !strings.Contains(msg, strconv.Quote(tc.value)) || ce.Allowed == "" {
 				t.Errorf("message %q should name %s, the value %q and what is allowed", msg, tc.name, tc.value)
 			}
 			if strings.Contains(msg, "\n") {

@@ -84,6 +84,12 @@ func (b *batch) keepFrom(offset int64) {
 	}
 }
 
+// oversized reports a lone message whose event exceeds maxBytes: sent
+// alone rather than never.
+func (b *batch) oversized() bool {
+	return len(b.msgs) == 1 && len(b.buf)+len(types.EventEnd) > b.maxBytes
+}
+
 // body returns the event. It is valid until the next reset or add.
 func (b *batch) body() []byte {
 	return append(b.buf, types.EventEnd...)

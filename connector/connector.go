@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ type Connector struct {
 	listed   bool                       // the gateway has answered once
 	triggers map[string]*runningTrigger // by function name as invoked
 	problems map[string]string          // why a function has no trigger, as last logged
+	illegal  map[string]string          // topic names a function asks for that Kafka cannot have, as last logged
 	metrics  *metrics
 }
 
@@ -63,6 +65,7 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		log:      log,
 		triggers: make(map[string]*runningTrigger),
 		problems: make(map[string]string),
+		illegal:  make(map[string]string),
 		metrics:  newMetrics(),
 	}
 }
@@ -163,6 +166,7 @@ func stopReason(stillListed bool) string {
 func (c *Connector) specs(fns []types.Function) map[string]spec {
 	want := make(map[string]spec)
 	problems := make(map[string]string)
+	illegal := make(map[string]string)
 	for _, fn := range fns {
 		name := fn.InvokeName()
 		if err := checkFunctionName(fn); err != nil {
@@ -170,6 +174,17 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 			continue
 		}
 		topics := fn.Topics(c.cfg.TopicDelimiter)
+		var bad []string
+		topics = slices.DeleteFunc(topics, func(t string) bool {
+			if types.CheckTopicName(t) != nil {
+				bad = append(bad, t)
+				return true
+			}
+			return false
+		})
+		if len(bad) > 0 {
+			illegal[name] = strings.Join(bad, ",")
+		}
 		if len(c.cfg.Topics) > 0 {
 			topics = slices.DeleteFunc(topics, func(t string) bool { return !slices.Contains(c.cfg.Topics, t) })
 		}
@@ -201,6 +216,12 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		}
 	}
 	c.problems = problems
+	for name, topics := range illegal {
+		if c.illegal[name] != topics {
+			c.log.Warn("function asks for topics whose names Kafka does not allow; ignoring them", "function", name, "topics", topics)
+		}
+	}
+	c.illegal = illegal
 	c.metrics.triggers.WithLabelValues("running").Set(float64(len(want)))
 	c.metrics.triggers.WithLabelValues("invalid").Set(float64(len(problems)))
 	return want

@@ -41,6 +41,10 @@ type trigger struct {
 	deadLetters       *deadLetterProducer
 
 	ready atomic.Bool // in a group session, or idle for want of topics
+	// missing is the topics last logged as missing, so that the same
+	// warning is not repeated at every check. Only run's goroutine and the
+	// watcher it waits for use it, one after the other.
+	missing string
 	// draining ends when drain is called: run then stops taking new
 	// batches, lets the invocations in flight finish, commits them, leaves
 	// the group and returns.
@@ -171,8 +175,13 @@ func (t *trigger) availableTopics(client sarama.Client) []string {
 			missing = append(missing, topic)
 		}
 	}
-	if len(missing) > 0 {
-		t.log.Warn("topics do not exist; waiting for them", "missing", strings.Join(missing, ","))
+	if m := strings.Join(missing, ","); m != t.missing {
+		if m != "" {
+			t.log.Warn("topics do not exist; waiting for them", "missing", m)
+		} else {
+			t.log.Info("every topic exists now", "topics", strings.Join(found, ","))
+		}
+		t.missing = m
 	}
 	slices.Sort(found)
 	return found

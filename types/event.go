@@ -4,6 +4,7 @@
 package types
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -32,7 +33,8 @@ type Record struct {
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
 	// MsgKey is the key as text, "None" when the message has no key (as in
-	// the CKafka trigger), or base64 when MsgKeyEncoding says so.
+	// the CKafka trigger), or base64 when MsgKeyEncoding says so: a key
+	// that is not UTF-8, or that is the text None itself.
 	MsgKey         string `json:"msgKey"`
 	MsgKeyEncoding string `json:"msgKeyEncoding,omitempty"`
 	// MsgBody is the value as text, "" for a message without a value, or
@@ -40,8 +42,9 @@ type Record struct {
 	MsgBody         string `json:"msgBody"`
 	MsgBodyEncoding string `json:"msgBodyEncoding,omitempty"`
 	// Timestamp (Unix milliseconds) and Headers are sent only when the
-	// connector runs with record_extras=true. A header value that is not
-	// valid UTF-8 is base64 with the prefix "base64:".
+	// connector runs with record_extras=true. A header name or value that
+	// is not valid UTF-8 is base64 with the prefix "base64:"; the values of
+	// a name that appears more than once are joined by ", ".
 	Timestamp *int64            `json:"timestamp,omitempty"`
 	Headers   map[string]string `json:"headers,omitempty"`
 }
@@ -112,9 +115,14 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 	dst = strconv.AppendInt(dst, int64(m.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, m.Offset, 10)
-	if m.Key == nil {
+	switch {
+	case m.Key == nil:
 		dst = append(dst, `,"msgKey":"None"`...)
-	} else {
+	case string(m.Key) == NoKey:
+		// A key that is the text None is sent in base64, so that a bare
+		// "None" always means a message without a key.
+		dst = appendBase64(dst, `,"msgKey":`, `,"msgKeyEncoding":"base64"`, m.Key)
+	default:
 		dst = appendField(dst, `,"msgKey":`, `,"msgKeyEncoding":"base64"`, m.Key)
 	}
 	dst = appendField(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64"`, m.Value)
@@ -122,30 +130,63 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 		dst = append(dst, `,"timestamp":`...)
 		dst = strconv.AppendInt(dst, m.Timestamp.UnixMilli(), 10)
 		if len(m.Headers) > 0 {
-			dst = append(dst, `,"headers":{`...)
-			for i, h := range m.Headers {
-				if i > 0 {
-					dst = append(dst, ',')
-				}
-				dst = appendString(dst, headerText(h.Key))
-				dst = append(dst, ':')
-				dst = appendString(dst, headerText(h.Value))
-			}
-			dst = append(dst, '}')
+			dst = appendHeaders(dst, m.Headers)
 		}
 	}
 	return append(dst, "}}"...)
 }
 
 func appendField(dst []byte, name, encodingField string, b []byte) []byte {
-	dst = append(dst, name...)
-	if utf8.Valid(b) {
-		return appendString(dst, b)
+	if !utf8.Valid(b) {
+		return appendBase64(dst, name, encodingField, b)
 	}
+	dst = append(dst, name...)
+	return appendString(dst, b)
+}
+
+func appendBase64(dst []byte, name, encodingField string, b []byte) []byte {
+	dst = append(dst, name...)
 	dst = append(dst, '"')
 	dst = base64.StdEncoding.AppendEncode(dst, b)
 	dst = append(dst, '"')
 	return append(dst, encodingField...)
+}
+
+// appendHeaders appends the headers as one JSON object. A name that appears
+// more than once gets one member, its values joined by ", " as HTTP joins
+// repeated header fields: a repeated member name would make most decoders
+// keep only one of the values.
+func appendHeaders(dst []byte, headers []Header) []byte {
+	dst = append(dst, `,"headers":{`...)
+	first := true
+	for i, h := range headers {
+		if seenBefore(headers[:i], h.Key) {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendString(dst, headerText(h.Key))
+		dst = append(dst, ':')
+		value := headerText(h.Value)
+		for _, later := range headers[i+1:] {
+			if bytes.Equal(later.Key, h.Key) {
+				value += ", " + headerText(later.Value)
+			}
+		}
+		dst = appendString(dst, value)
+	}
+	return append(dst, '}')
+}
+
+func seenBefore(headers []Header, key []byte) bool {
+	for _, h := range headers {
+		if bytes.Equal(h.Key, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // headerText gives a header name or value as text; bytes that are not UTF-8

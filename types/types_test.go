@@ -49,6 +49,7 @@ func TestKeysAndValuesRoundTrip(t *testing.T) {
 		{"invalid utf-8", []byte{0xff}, []byte{0xc3, 0x28, 0x00, 0xfe}, Base64},
 		{"truncated rune", []byte("ok"), []byte("abc\xe2\x82"), Base64},
 		{"the key None", []byte("None"), []byte("x"), ""},
+		{"the key None with a body that is not text", []byte("None"), []byte{0xff}, Base64},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,9 +73,7 @@ func TestKeysAndValuesRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// "None" is both the mark of no key and a possible key, as in
-			// the CKafka trigger; every other key must come back as it was.
-			if string(tc.key) != "None" && (!bytes.Equal(key, tc.key) || (key == nil) != (tc.key == nil)) {
+			if !bytes.Equal(key, tc.key) || (key == nil) != (tc.key == nil) {
 				t.Errorf("key %q, want %q", key, tc.key)
 			}
 		})
@@ -97,6 +96,12 @@ func TestRecordExtras(t *testing.T) {
 	}
 	if r.Headers["trace"] != "abc" || r.Headers["bin"] != "base64:/wA=" {
 		t.Errorf("headers %v", r.Headers)
+	}
+	repeated := encode(true, Message{Topic: "t", Headers: []Header{
+		{Key: []byte("via"), Value: []byte("a")}, {Key: []byte("x"), Value: []byte("1")}, {Key: []byte("via"), Value: []byte("b")},
+	}})
+	if !bytes.Contains(repeated, []byte(`"headers":{"via":"a, b","x":"1"}`)) {
+		t.Errorf("repeated header names: %s", repeated)
 	}
 	plain := encode(false, Message{Topic: "t", Value: []byte("v"), Timestamp: ts, Headers: []Header{{Key: []byte("h")}}})
 	if bytes.Contains(plain, []byte("timestamp")) || bytes.Contains(plain, []byte("headers")) {

@@ -168,6 +168,7 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		LogFormat:           "text",
 		LogLevel:            "info",
 		KafkaVersion:        "3.6.0",
+		HTTPAddr:            "127.0.0.1:0",
 	}
 	cfg.InitialOffset.Earliest = true
 	if err := cfg.Validate(); err != nil {
