@@ -8,9 +8,11 @@ import (
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
-// batch is the event for one invocation, encoded as its messages arrive into
-// a buffer that is reused from one batch to the next. It belongs to one
-// partition worker and is never shared.
+// batch is the event for one invocation, encoded as its messages arrive. It
+// belongs to one partition worker; only its sealed body is handed on, to
+// the HTTP transport, which may go on reading it after the invocation
+// returned. So every batch gets a buffer of its own and never changes it
+// once sealed.
 type batch struct {
 	maxMessages int
 	maxBytes    int  // the largest body; a lone message may exceed it
@@ -22,10 +24,9 @@ type batch struct {
 }
 
 func (b *batch) reset() {
-	if b.buf == nil {
-		b.buf = make([]byte, 0, 64<<10)
-	}
-	b.buf = append(b.buf[:0], types.EventStart...)
+	// The last batch's size is the best guess at this one's.
+	b.buf = make([]byte, 0, max(len(b.buf), 256))
+	b.buf = append(b.buf, types.EventStart...)
 	clear(b.msgs) // let the messages of the last batch be collected
 	b.msgs = b.msgs[:0]
 }
@@ -82,15 +83,19 @@ func (b *batch) keepFrom(offset int64) {
 	for _, m := range rest {
 		b.add(m)
 	}
+	b.seal()
 }
 
-// oversized reports a lone message whose event exceeds maxBytes: sent
-// alone rather than never.
+// seal ends the event. The batch takes no more messages until reset.
+func (b *batch) seal() {
+	b.buf = append(b.buf, types.EventEnd...)
+}
+
+// oversized reports a sealed batch of one message whose event exceeds
+// maxBytes: sent alone rather than never.
 func (b *batch) oversized() bool {
-	return len(b.msgs) == 1 && len(b.buf)+len(types.EventEnd) > b.maxBytes
+	return len(b.msgs) == 1 && len(b.buf) > b.maxBytes
 }
 
-// body returns the event. It is valid until the next reset or add.
-func (b *batch) body() []byte {
-	return append(b.buf, types.EventEnd...)
-}
+// body returns the sealed event.
+func (b *batch) body() []byte { return b.buf }

@@ -45,6 +45,7 @@ func BenchmarkBatch(b *testing.B) {
 				bt.add(msgs[i%len(msgs)])
 				i++
 				if bt.full() {
+					bt.seal()
 					_ = bt.body()
 					bt.reset()
 				}
@@ -153,6 +154,7 @@ func TestBenchmarkBatchesAreEvents(t *testing.T) {
 	for _, m := range msgs[:100] {
 		bt.add(m)
 	}
+	bt.seal()
 	var e types.Event
 	if err := json.Unmarshal(bt.body(), &e); err != nil {
 		t.Fatalf("batch body is not an event: %v", err)

@@ -14,7 +14,6 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-connector/kafka-connector/gateway"
-	"github.com/kafka-connector/kafka-connector/types"
 )
 
 // partitionWorker delivers one claimed partition of one trigger: it gathers
@@ -103,10 +102,11 @@ func (w *partitionWorker) run() {
 				break fill
 			}
 		}
+		w.batch.seal()
 		w.metrics.consumed.Add(float64(w.batch.len()))
 		if w.batch.oversized() {
 			w.log.Warn("message larger than max_bytes; delivering it alone", "offset", w.batch.first,
-				"bytes", len(w.batch.buf)+len(types.EventEnd), "max_bytes", w.t.settings.MaxBytes)
+				"bytes", len(w.batch.body()), "max_bytes", w.t.settings.MaxBytes)
 		}
 		if !w.deliver() {
 			return

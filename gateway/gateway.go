@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/types"
@@ -76,7 +75,10 @@ type Request struct {
 	Function string
 	// Async posts to /async-function/ instead of /function/: the gateway
 	// queues the call and answers 202.
-	Async  bool
+	Async bool
+	// Body is sent as is. The HTTP transport may go on reading it after
+	// Invoke returned (when the gateway answers before reading it all), so
+	// it must not be changed afterwards.
 	Body   []byte
 	Header http.Header
 }
@@ -100,18 +102,13 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		path = "/async-function/"
 	}
 	u := strings.TrimRight(c.URL, "/") + path + url.PathEscape(r.Function)
-	var bodies bodyTracker
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bodies.open(r.Body))
+	// A *bytes.Reader lets the transport send headers and body in one
+	// write, and replay the request on a fresh connection when a pooled one
+	// turns out to have been closed by the gateway.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(r.Body))
 	if err != nil {
 		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)
 	}
-	req.ContentLength = int64(len(r.Body))
-	// GetBody lets the transport replay the request on a fresh connection
-	// when a pooled one turns out to have been closed by the gateway.
-	req.GetBody = func() (io.ReadCloser, error) { return bodies.open(r.Body), nil }
-	// The transport may go on reading a body after Do returns; waiting for
-	// it to close them all lets the caller reuse r.Body at once.
-	defer bodies.wait()
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
@@ -130,42 +127,6 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		return Response{Status: resp.StatusCode, Body: answer}, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
 	}
 	return Response{Status: resp.StatusCode, Body: answer}, nil
-}
-
-// bodyTracker hands out readers of a request body and tells when the
-// transport has closed every one of them.
-type bodyTracker struct {
-	mu     sync.Mutex
-	closed []chan struct{}
-}
-
-func (t *bodyTracker) open(b []byte) io.ReadCloser {
-	done := make(chan struct{})
-	t.mu.Lock()
-	t.closed = append(t.closed, done)
-	t.mu.Unlock()
-	return &trackedBody{Reader: bytes.NewReader(b), closed: done}
-}
-
-// wait returns once every body handed out is closed. The transport closes a
-// request's body even on errors, and asks for no new one after Do returns.
-func (t *bodyTracker) wait() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, c := range t.closed {
-		<-c
-	}
-}
-
-type trackedBody struct {
-	*bytes.Reader
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (b *trackedBody) Close() error {
-	b.once.Do(func() { close(b.closed) })
-	return nil
 }
 
 // Functions lists the functions of every namespace. A gateway without

@@ -201,6 +201,15 @@ func headerText(b []byte) string {
 
 const hex = "0123456789abcdef"
 
+// plain holds the bytes that a JSON string holds as they are: all but the
+// control characters, quote and backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string. s must be valid UTF-8. Only what
 // JSON requires is escaped: quote, backslash and control characters.
 func appendString[S string | []byte](dst []byte, s S) []byte {
@@ -208,7 +217,7 @@ func appendString[S string | []byte](dst []byte, s S) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		if plain[c] {
 			continue
 		}
 		dst = append(dst, s[start:i]...)

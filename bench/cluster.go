@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// startCluster starts the embedded broker with the topics, each of
+// partitions partitions.
+func startCluster(partitions int32, topics ...string) (*kfake.Cluster, error) {
+	return kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+}
+
+// firstFetch returns a channel that receives the time at which the broker
+// receives its next fetch request. A phase starts its consumer after calling
+// it: no other client fetches, so that is the consumer's first fetch.
+func firstFetch(c *kfake.Cluster) <-chan time.Time {
+	at := make(chan time.Time, 1)
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		at <- time.Now()
+		c.DropControl()
+		return nil, nil, false // observed, not handled: the broker answers it
+	})
+	return at
+}
+
+// messageValue fills v with printable text that starts with stamp: JSON
+// needs no escape for it, so the event is the common case.
+func messageValue(v []byte, stamp int64) []byte {
+	v = strconv.AppendInt(v[:0], stamp, 10)
+	v = append(v, ' ')
+	for i := len(v); i < cap(v); i++ {
+		v = append(v, 'a'+byte(i%26))
+	}
+	return v
+}
+
+// produceBacklog writes n messages of size bytes to topic, spread evenly
+// over its partitions, in large batches, and waits for them all to be
+// acknowledged. Values are not compressed, so that the consumers measure
+// reading and delivering, not decompressing.
+func produceBacklog(ctx context.Context, brokers []string, topic string, partitions int32, n, size int) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.ProducerLinger(10*time.Millisecond),
+		kgo.MaxBufferedRecords(200_000),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	for i := range n {
+		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: messageValue(make([]byte, 0, size), int64(i))}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if firstErr != nil {
+		return fmt.Errorf("producing to %s: %w", topic, firstErr)
+	}
+	return nil
+}
+
+// produceSteadily writes rate messages a second to topic, round robin over
+// its partitions, each value starting with the time it was handed to the
+// producer in Unix nanoseconds, until ctx ends. It sends each message as
+// soon as it is due, without waiting for others to batch with.
+func produceSteadily(ctx context.Context, brokers []string, topic string, partitions int32, rate float64, size int) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	start := time.Now()
+	sent := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			due := int(now.Sub(start).Seconds()*rate) - sent
+			for range due {
+				r := &kgo.Record{Topic: topic, Partition: int32(sent) % partitions}
+				r.Value = messageValue(make([]byte, 0, size), time.Now().UnixNano())
+				cl.Produce(context.Background(), r, nil)
+				sent++
+			}
+		}
+	}
+}

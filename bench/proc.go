@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// child is a measured consumer running in its own process (see child.go).
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	marks chan snapshot
+	done  chan struct{} // the consumer read its target
+
+	exited  chan struct{} // closed when the process has exited
+	exitErr error         // how it exited; read after exited is closed
+}
+
+// startChild starts this program again as a child of kind with env added
+// to the environment.
+func startChild(o childOptions, env []string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-child=" + o.kind, "-topic=" + o.topic, "-n=" + strconv.Itoa(o.target)}
+	if o.cpuProfile != "" {
+		args = append(args, "-cpuprofile="+o.cpuProfile)
+	}
+	if o.memProfile != "" {
+		args = append(args, "-memprofile="+o.memProfile)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, stdin: stdin, marks: make(chan snapshot, 2), done: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		in := bufio.NewScanner(stdout)
+		for in.Scan() {
+			var l childLine
+			if err := json.Unmarshal(in.Bytes(), &l); err != nil {
+				fmt.Fprintf(os.Stderr, "child: %s\n", in.Bytes())
+				continue
+			}
+			if l.Err != "" {
+				fmt.Fprintf(os.Stderr, "child: %s\n", l.Err)
+			}
+			if l.Mark != nil {
+				c.marks <- *l.Mark
+			}
+			if l.Done {
+				close(c.done)
+			}
+		}
+		c.exitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// mark asks the child for a snapshot of its counters.
+func (c *child) mark() (snapshot, error) {
+	if _, err := io.WriteString(c.stdin, "mark\n"); err != nil {
+		return snapshot{}, err
+	}
+	select {
+	case s := <-c.marks:
+		return s, nil
+	case <-c.exited:
+		return snapshot{}, fmt.Errorf("the measured process exited: %v", c.exitErr)
+	case <-time.After(30 * time.Second):
+		return snapshot{}, fmt.Errorf("the measured process did not answer a mark")
+	}
+}
+
+// stop closes the child's stdin, which makes it stop, and waits for it; a
+// child that does not stop in time is killed.
+func (c *child) stop() {
+	c.stdin.Close()
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// procPeakRSS returns the peak resident memory of a process so far
+// (VmHWM), in bytes.
+func procPeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+}
