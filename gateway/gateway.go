@@ -62,6 +62,9 @@ func NewHTTPClient() *http.Client {
 	// Asking for gzip would make every function answer pay for compression
 	// the connector does not need.
 	t.DisableCompression = true
+	// A batch of a hundred small messages (some 20 KiB) then takes one
+	// write, not several; the buffer is per connection, so it stays small.
+	t.WriteBufferSize = 32 << 10
 	return &http.Client{
 		Transport: t,
 		// A function's redirect is its answer, not something to follow.

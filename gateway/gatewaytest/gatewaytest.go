@@ -154,12 +154,16 @@ func (g *Gateway) serveSystem(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, function string, async bool) {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	c := &Call{ctx: r.Context(), Function: function, Async: async, Header: r.Header.Clone(), Body: body, Received: time.Now()}
+	header := r.Header
+	if !g.NoRecord {
+		header = header.Clone() // kept after the request is over
+	}
+	c := &Call{ctx: r.Context(), Function: function, Async: async, Header: header, Body: body, Received: time.Now()}
 	g.mu.Lock()
 	h := g.handlers[function]
 	g.mu.Unlock()
@@ -177,6 +181,17 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, function string
 	}
 	w.WriteHeader(status)
 	w.Write(answer)
+}
+
+// readBody reads a request body into a buffer of the size announced, when
+// it is, rather than growing one as it comes.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength < 0 || r.ContentLength > 64<<20 {
+		return io.ReadAll(r.Body)
+	}
+	body := make([]byte, r.ContentLength)
+	_, err := io.ReadFull(r.Body, body)
+	return body, err
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
