@@ -129,3 +129,13 @@ func TestAllowListLimitsTheTopics(t *testing.T) {
 		t.Errorf("%d messages of a topic outside the allow-list delivered", n)
 	}
 }
+
+func TestNotReadyWhileTheBrokersAreGone(t *testing.T) {
+	client, gw, cfg := setup(t, "fragile-cluster")
+	gw.SetFunctions(fn("orphan", "fragile-cluster"))
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, r.Ready, "ready once the group is joined")
+
+	client.Cluster.Close()
+	testkit.Eventually(t, 60*time.Second, func() bool { return !r.Ready() }, "not ready once the brokers are gone")
+}
