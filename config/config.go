@@ -204,7 +204,9 @@ func FromEnv() (Config, error) {
 	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			return Config{}, fieldError(pe.FieldName, pe.Value, pe.Err)
+			// What is allowed says all there is to say; the parser's own
+			// words would repeat it.
+			return Config{}, fieldError(pe.FieldName, pe.Value, nil)
 		}
 		return Config{}, err
 	}
