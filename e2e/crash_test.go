@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // Scenario 1: the connector is killed with SIGKILL in mid-stream, again and
@@ -55,7 +57,7 @@ func TestKill9MidStreamLosesNothing(t *testing.T) {
 		}
 		// Once this connector has committed, the next call of billing is
 		// held and the connector dies with it in flight.
-		eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
+		testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
 		wire.arm(e.gw.Delivered("billing") + 1)
 		wire.waitHeld(t, 60*time.Second)
 		p.kill9()
@@ -155,7 +157,7 @@ func TestBrokerRestartIsSurvived(t *testing.T) {
 	e.client.mustProduce(records[:n/2])
 	// Before the brokers go, mailer has everything committed and indexer
 	// has batches in flight.
-	eventually(t, 60*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		var sum int64
 		for _, off := range e.client.mustCommitted(group("mailer")) {
 			sum += off
@@ -170,7 +172,7 @@ func TestBrokerRestartIsSurvived(t *testing.T) {
 	// The brokers stay away until both triggers have lost their group
 	// sessions, so that the connector has to rejoin from scratch.
 	for _, f := range []string{"indexer", "mailer"} {
-		eventually(t, 60*time.Second, func() bool {
+		testkit.Eventually(t, 60*time.Second, func() bool {
 			return len(p.find("consumer group session failed", "function", f)) > 0
 		}, "%s's trigger losing its group session", f)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // env is one scenario's world: a cluster, a client of it, a gateway.
@@ -43,7 +44,7 @@ func (e *env) expect(subscriptions map[string][]string, floors []floor) expectat
 // to its topics.
 func (e *env) waitDelivered(timeout time.Duration, subscriptions map[string][]string, procs ...*process) {
 	e.t.Helper()
-	eventually(e.t, timeout, func() bool {
+	testkit.Eventually(e.t, timeout, func() bool {
 		for _, p := range procs {
 			if p.hasExited() {
 				e.t.Fatalf("%s exited with status %d:\n%s", p.name, p.exitCode, p.tail(30))
@@ -125,5 +126,5 @@ func (w *tripwire) behaviour() behaviour {
 // waitHeld waits until at least one call is held.
 func (w *tripwire) waitHeld(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() bool { return w.h.waiting.Load() > 0 }, "a call of %s held in flight", w.function)
+	testkit.Eventually(t, timeout, func() bool { return w.h.waiting.Load() > 0 }, "a call of %s held in flight", w.function)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // Scenario 4: the gateway first answers 503 to every invocation, then goes
@@ -44,7 +45,7 @@ func TestGatewayOutageBacksOffAndResumes(t *testing.T) {
 	unavailable.Store(true)
 	e.client.mustProduce(records[n/4:])
 	const attempts = 6
-	eventually(t, 60*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		for _, c := range e.gw.Calls("stats") {
 			if c.attempt() >= attempts {
 				return true
@@ -56,7 +57,7 @@ func TestGatewayOutageBacksOffAndResumes(t *testing.T) {
 	// Then the gateway is gone: connections are refused.
 	downAt := time.Now()
 	e.gw.Down()
-	eventually(t, 60*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		return len(filterAfter(p.find("invocation failed; retrying", "failure", "connection refused"), downAt)) >= 2*partitions &&
 			len(filterAfter(p.find("cannot list functions"), downAt)) > 0
 	}, "the connector retrying against a gateway that refuses connections, and failing to list functions")
@@ -225,7 +226,7 @@ func TestDeletedFunctionStopsRetryingAtOnce(t *testing.T) {
 	e.waitDelivered(60*time.Second, map[string][]string{"steady": {"signups"}}, p)
 	// Every partition of doomed is between its second attempt and its
 	// third when the function is deleted.
-	eventually(t, 30*time.Second, func() bool {
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		retried := map[tp]bool{}
 		for _, c := range e.gw.Calls("doomed") {
 			if c.attempt() == 2 {
@@ -237,7 +238,7 @@ func TestDeletedFunctionStopsRetryingAtOnce(t *testing.T) {
 
 	removedAt := time.Now()
 	e.gw.SetFunctions(fn("steady", "signups"))
-	eventually(t, initial*8/10*2-rebuild, func() bool {
+	testkit.Eventually(t, initial*8/10*2-rebuild, func() bool {
 		return len(p.find("trigger stopped", "function", "doomed")) > 0
 	}, "doomed's trigger stopping before its next retry was due")
 	stopped := p.find("trigger stopped", "function", "doomed")[0].time()

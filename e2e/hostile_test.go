@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -102,7 +103,7 @@ func TestHostileInputIsSurvived(t *testing.T) {
 	for i, ph := range phases {
 		since := time.Now()
 		e.gw.gw.OverrideListing(ph.answer)
-		eventually(t, 30*time.Second, func() bool {
+		testkit.Eventually(t, 30*time.Second, func() bool {
 			return len(filterAfter(p.find("cannot list functions", "error", ph.logged), since)) > 0
 		}, "a log line saying the function list is %s", ph.name)
 		if i == 0 {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // settings is the environment of a connector process, by variable name.
@@ -157,7 +158,7 @@ func (p *process) hasExited() bool {
 func (p *process) waitReady(timeout time.Duration) {
 	p.t.Helper()
 	client := &http.Client{Timeout: time.Second}
-	eventually(p.t, timeout, func() bool {
+	testkit.Eventually(p.t, timeout, func() bool {
 		if p.hasExited() {
 			p.t.Fatalf("%s exited with status %d before it was ready:\n%s", p.name, p.exitCode, p.tail(30))
 		}
@@ -309,18 +310,5 @@ func (p *process) assertNoCrash() {
 			p.t.Errorf("%s crashed: %s\n%s", p.name, l.msg(), p.tail(40))
 			return
 		}
-	}
-}
-
-// eventually waits until cond holds, failing with what when it does not
-// within timeout.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, what string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for: %s", timeout, fmt.Sprintf(what, args...))
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
