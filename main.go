@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kafka-connector/kafka-connector/config"
@@ -176,6 +177,11 @@ func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 	var h slog.Handler = slog.NewTextHandler(stderr, opts)
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(stderr, opts)
+	}
+	if level <= slog.LevelDebug {
+		// Sarama logs through a package variable; its lines help to debug
+		// connections and rebalances, and are noise otherwise.
+		sarama.Logger = slog.NewLogLogger(h.WithAttrs([]slog.Attr{slog.String("from", "sarama")}), slog.LevelDebug)
 	}
 	return cfg, slog.New(h), true
 }
