@@ -153,7 +153,7 @@ type Config struct {
 
 	// KafkaVersion is the protocol version the connector speaks. Brokers
 	// older than it need it set to their version.
-	KafkaVersion string `envconfig:"kafka_version" default:"3.6.0" desc:"a Kafka version sarama knows, such as 2.8.0 or 3.6.0"`
+	KafkaVersion string `envconfig:"kafka_version" default:"3.6.0" desc:"a Kafka version from 0.11.0 on that sarama knows, such as 2.8.0 or 3.6.0"`
 
 	// GatewayUser and GatewayPassword are read from SecretMountPath when
 	// BasicAuth is on; they never appear in logs.

@@ -99,6 +99,8 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"content_type", "application/json\r\nX-Injected: 1"},
 		{"content_type", "not a type"},
 		{"http_addr", "8081"},
+		{"kafka_version", "0.10.2.0"},
+		{"kafka_version", "latest"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

@@ -16,18 +16,20 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	sc.Metadata.AllowAutoTopicCreation = false
 
 	sc.Consumer.Return.Errors = true
-	sc.Consumer.Offsets.Initial = sarama.OffsetNewest
-	if s.StartOffset.Earliest {
-		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	}
+	// The connector itself gives a partition that its group never committed
+	// its start (latest, or a time), before consuming it. What is left to
+	// sarama is a committed offset that retention has removed: resuming at
+	// the oldest message still there loses the least.
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	// Offsets are marked only after delivery and flushed every second and
 	// when a session ends; a commit per batch would put a round trip to the
 	// coordinator on the hot path.
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
 	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
-	// On a rebalance an invocation in flight is allowed to finish, so the
-	// group must wait at least one upstream timeout for this member.
+	// On a rebalance the invocation in flight is allowed to finish (nothing
+	// new starts), so the group must wait at least one upstream timeout for
+	// this member.
 	sc.Consumer.Group.Rebalance.Timeout = max(60*time.Second, s.UpstreamTimeout+10*time.Second)
 	return sc
 }

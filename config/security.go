@@ -28,7 +28,9 @@ var saslMechanisms = map[string]sarama.SASLMechanism{
 
 // checkKafkaSecurity checks the Kafka settings that need no file.
 func (c *Config) checkKafkaSecurity() error {
-	if _, err := sarama.ParseKafkaVersion(c.KafkaVersion); err != nil {
+	// Consumer groups as the connector uses them and record headers (dead
+	// letters, record extras) need 0.11 at least.
+	if v, err := sarama.ParseKafkaVersion(c.KafkaVersion); err != nil || !v.IsAtLeast(sarama.V0_11_0_0) {
 		return fieldError("KafkaVersion", c.KafkaVersion, nil)
 	}
 	if !c.TLS {

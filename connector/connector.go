@@ -48,6 +48,7 @@ type runningTrigger struct {
 	t     *trigger
 	spec  spec
 	abort context.CancelFunc
+	done  chan struct{} // closed when the trigger has stopped
 }
 
 // spec is what a trigger is made of: when it changes, the trigger restarts.
@@ -134,12 +135,24 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.listed = true
+	// A trigger whose function changed drains, and its successor starts
+	// once it has stopped: the two never deliver the same partition at
+	// once. A function that is gone is abandoned at once.
+	predecessors := make(map[string]<-chan struct{})
 	for name, rt := range c.triggers {
-		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, rt.spec) {
-			c.log.Info("stopping trigger", "function", name, "reason", stopReason(ok))
+		s, listed := want[name]
+		switch {
+		case !listed:
+			c.log.Info("stopping trigger", "function", name, "reason", "the function is gone, unsubscribed or paused")
 			rt.abort()
-			delete(c.triggers, name)
+		case !reflect.DeepEqual(s, rt.spec):
+			c.log.Info("restarting trigger", "function", name, "reason", "its topics or settings changed; the new one starts once this one has drained")
+			rt.t.drain()
+			predecessors[name] = rt.done
+		default:
+			continue
 		}
+		delete(c.triggers, name)
 	}
 	for name, s := range want {
 		if _, ok := c.triggers[name]; ok {
@@ -147,17 +160,22 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 		}
 		t := c.newTrigger(name, s)
 		tctx, abort := context.WithCancel(triggerCtx)
-		c.triggers[name] = &runningTrigger{t: t, spec: s, abort: abort}
+		done := make(chan struct{})
+		c.triggers[name] = &runningTrigger{t: t, spec: s, abort: abort, done: done}
 		c.log.Info("starting trigger", "function", name, "topics", s.topics, "group", s.settings.Group)
-		running.Go(func() { t.run(tctx) })
+		predecessor := predecessors[name]
+		running.Go(func() {
+			defer close(done)
+			if predecessor != nil {
+				select {
+				case <-predecessor:
+				case <-tctx.Done():
+					return
+				}
+			}
+			t.run(tctx)
+		})
 	}
-}
-
-func stopReason(stillListed bool) string {
-	if stillListed {
-		return "its topics or settings changed; it restarts with the new ones"
-	}
-	return "the function is gone, unsubscribed or paused"
 }
 
 // specs turns the function list into the triggers it asks for. A function
@@ -203,6 +221,22 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 			continue
 		}
 		want[name] = spec{topics: topics, settings: settings}
+	}
+	// Two functions in one consumer group would split its partitions and
+	// each miss the other's share: neither gets a trigger.
+	byGroup := make(map[string][]string)
+	for name, s := range want {
+		byGroup[s.settings.Group] = append(byGroup[s.settings.Group], name)
+	}
+	for group, names := range byGroup {
+		if len(names) < 2 {
+			continue
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			problems[name] = fmt.Sprintf("functions %s share the consumer group %s: give each its own kafka-group", strings.Join(names, ", "), group)
+			delete(want, name)
+		}
 	}
 	for name, p := range problems {
 		if c.problems[name] != p {

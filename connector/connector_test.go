@@ -492,41 +492,54 @@ func TestRemovedFunctionStopsConsuming(t *testing.T) {
 }
 
 func TestShutdownFinishesTheInvocationInFlightAndCommitsIt(t *testing.T) {
-	client, gw, cfg := setup(t, "drain")
-	gw.SetFunctions(fn("slow", "drain"))
-	started := make(chan struct{})
-	release := make(chan struct{})
-	var once sync.Once
-	gw.Handle("slow", func(c *gatewaytest.Call) (int, []byte) {
-		once.Do(func() { close(started) })
-		select {
-		case <-release:
-		case <-c.Context().Done():
-			return http.StatusGatewayTimeout, nil
-		}
-		return http.StatusOK, nil
-	})
-	cfg.MaxMessages = 1000
-	client.Produce(testkit.Record("drain", 2, nil, []byte("a")), testkit.Record("drain", 2, nil, []byte("b")))
-	r := testkit.Start(t, cfg)
-	<-started
+	tests := []struct {
+		maxMessages int
+		committed   int64 // after the stop
+	}{
+		{maxMessages: 1000, committed: 5}, // the batch in flight holds all five
+		{maxMessages: 1, committed: 1},    // the four fetched after it must not start
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("max_messages=%d", tc.maxMessages), func(t *testing.T) {
+			client, gw, cfg := setup(t, "drain")
+			gw.SetFunctions(fn("slow", "drain"))
+			started := make(chan struct{})
+			release := make(chan struct{})
+			var once sync.Once
+			gw.Handle("slow", func(c *gatewaytest.Call) (int, []byte) {
+				once.Do(func() { close(started) })
+				select {
+				case <-release:
+				case <-c.Context().Done():
+					return http.StatusGatewayTimeout, nil
+				}
+				return http.StatusOK, nil
+			})
+			cfg.MaxMessages = tc.maxMessages
+			for i := 0; i < 5; i++ {
+				client.Produce(testkit.Record("drain", 2, nil, []byte{'a' + byte(i)}))
+			}
+			r := testkit.Start(t, cfg)
+			<-started
 
-	stopped := make(chan struct{})
-	go func() { r.Stop(); close(stopped) }()
-	// The connector must wait for the invocation in flight rather than
-	// abandon it.
-	select {
-	case <-stopped:
-		t.Fatal("the connector stopped before the invocation in flight finished")
-	case <-time.After(200 * time.Millisecond):
-	}
-	close(release)
-	<-stopped
-	if got := client.Committed("kafka-connector-slow")["drain"][2]; got != 2 {
-		t.Errorf("partition 2 committed at %d after shutdown, want 2", got)
-	}
-	if n := len(gw.Calls("slow")); n != 1 {
-		t.Errorf("%d invocations, want 1", n)
+			stopped := make(chan struct{})
+			go func() { r.Stop(); close(stopped) }()
+			// The connector must wait for the invocation in flight rather
+			// than abandon it.
+			select {
+			case <-stopped:
+				t.Fatal("the connector stopped before the invocation in flight finished")
+			case <-time.After(200 * time.Millisecond):
+			}
+			close(release)
+			<-stopped
+			if got := client.Committed("kafka-connector-slow")["drain"][2]; got != tc.committed {
+				t.Errorf("partition 2 committed at %d after shutdown, want %d", got, tc.committed)
+			}
+			if n := len(gw.Calls("slow")); n != 1 {
+				t.Errorf("%d invocations, want only the one in flight", n)
+			}
+		})
 	}
 }
 

@@ -75,19 +75,39 @@ type deadLetterProducer struct {
 	producer sarama.SyncProducer
 }
 
+// send writes the messages and waits for the brokers' acknowledgement. A
+// partly failed send is sent again whole, so a dead letter may be written
+// twice; sarama's own timeouts and retries bound how long it takes.
 func (d *deadLetterProducer) send(msgs []*sarama.ProducerMessage) error {
-	d.mu.Lock()
-	if d.producer == nil {
-		p, err := sarama.NewSyncProducer(d.brokers, d.newConfig())
-		if err != nil {
-			d.mu.Unlock()
-			return fmt.Errorf("connecting a producer to %v: %w", d.brokers, err)
-		}
-		d.producer = p
+	p, err := d.get()
+	if err != nil {
+		return err
 	}
+	return p.SendMessages(msgs)
+}
+
+// get returns the producer, connecting it first if need be. Connecting
+// happens outside the lock, so that one slow connection does not hold up
+// the partitions that only want the producer already there.
+func (d *deadLetterProducer) get() (sarama.SyncProducer, error) {
+	d.mu.Lock()
 	p := d.producer
 	d.mu.Unlock()
-	return p.SendMessages(msgs)
+	if p != nil {
+		return p, nil
+	}
+	p, err := sarama.NewSyncProducer(d.brokers, d.newConfig())
+	if err != nil {
+		return nil, fmt.Errorf("connecting a producer to %v: %w", d.brokers, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.producer != nil { // another partition connected first
+		p.Close()
+		return d.producer, nil
+	}
+	d.producer = p
+	return p, nil
 }
 
 // close closes the producer, once no partition uses it any more.

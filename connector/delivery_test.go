@@ -2,6 +2,7 @@ package connector_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -220,6 +221,8 @@ func TestAnnotationsOverrideTheSettingsOfOneFunction(t *testing.T) {
 		annotated("own-group", "kafka-group", "legacy-consumers", "kafka-max-wait", "10ms"),
 		annotated("paused", "kafka-enabled", "false"),
 		annotated("misconfigured", "kafka-max-messages", "lots"),
+		annotated("twin-a", "kafka-group", "twins"),
+		annotated("twin-b", "kafka-group", "twins"),
 		annotated("plain"),
 	)
 	cfg.MaxWait = time.Minute // only the annotation's shorter wait or a full batch can send
@@ -246,15 +249,20 @@ func TestAnnotationsOverrideTheSettingsOfOneFunction(t *testing.T) {
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		return client.Committed("legacy-consumers")["tuned"][0] == 10
 	}, "kafka-group=legacy-consumers is the group that commits")
-	if n := len(gw.Calls("paused")) + len(gw.Calls("misconfigured")); n != 0 {
-		t.Errorf("a paused or misconfigured function was invoked %d times", n)
+	for _, name := range []string{"paused", "misconfigured", "twin-a", "twin-b"} {
+		if n := len(gw.Calls(name)); n != 0 {
+			t.Errorf("%s, paused, misconfigured or sharing a group, was invoked %d times", name, n)
+		}
 	}
 	scrape := scrapeMetrics(t, metrics.URL)
 	if !strings.Contains(scrape, `kafka_connector_function_config_error{function="misconfigured"} 1`) {
 		t.Errorf("no config error metric for the misconfigured function in:\n%s", grep(scrape, "config_error"))
 	}
-	if !strings.Contains(scrape, `kafka_connector_functions{state="invalid"} 1`) {
-		t.Errorf("functions{state=invalid} is not 1:\n%s", grep(scrape, "kafka_connector_functions"))
+	if !strings.Contains(scrape, `kafka_connector_function_config_error{function="twin-a"} 1`) {
+		t.Errorf("no config error metric for a function sharing its group with another in:\n%s", grep(scrape, "config_error"))
+	}
+	if !strings.Contains(scrape, `kafka_connector_functions{state="invalid"} 3`) {
+		t.Errorf("functions{state=invalid} is not 3:\n%s", grep(scrape, "kafka_connector_functions"))
 	}
 }
 
@@ -372,4 +380,67 @@ func grep(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func TestLatestDeliversWhatIsNewToTheFunction(t *testing.T) {
+	client, gw, cfg := setup(t, "growing")
+	gw.SetFunctions(fn("follower", "growing,created-later"))
+	cfg.InitialOffset = types.StartOffset{}
+	produceSpread(client, "growing", 2) // before the function subscribed: not for it
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, r.Ready, "ready")
+	produceSpread(client, "growing", 1)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("follower")).count("growing") == 3 },
+		"the messages written after the function subscribed")
+
+	// A partition added to the topic, and a topic created after the function
+	// subscribed: all they hold is new to the function, from their first message.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := client.Admin.CreatePartitions(ctx, 1, "growing"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.NewClient(t, client.Cluster).Produce(testkit.Record("growing", partitions, nil, []byte("in the new partition")))
+	client.CreateTopic("created-later", partitions)
+	client.Produce(testkit.Record("created-later", 0, nil, []byte("in the new topic")))
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		d := successes(t, gw.Calls("follower"))
+		return len(d.offsets["growing"][partitions]) == 1 && d.count("created-later") == 1
+	}, "the new partition and the new topic are delivered from their first message")
+}
+
+func TestUnreadableFailureReportRetriesTheWholeBatch(t *testing.T) {
+	reports := []string{
+		`{"batchItemFailures":[{"itemIdentifier":"3"}]}`,
+		`{"batchItemFailures":[{"partition":"0","offset":"3"}]}`,
+		`{"batchItemFailures":[{"partition":0,"offset":3}`,
+	}
+	for _, report := range reports {
+		t.Run(report, func(t *testing.T) {
+			client, gw, cfg := setup(t, "reports")
+			gw.SetFunctions(fn("reporter", "reports"))
+			var mu sync.Mutex
+			answered := false
+			gw.Handle("reporter", func(c *gatewaytest.Call) (int, []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !answered {
+					answered = true
+					return http.StatusOK, []byte(report)
+				}
+				return http.StatusOK, nil
+			})
+			var recs []*kgo.Record
+			for i := 0; i < 5; i++ {
+				recs = append(recs, testkit.Record("reports", 0, nil, []byte(strconv.Itoa(i))))
+			}
+			client.Produce(recs...)
+			testkit.Start(t, cfg)
+			testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("reporter")) >= 2 }, "a retry")
+			calls := gw.Calls("reporter")
+			if !bytes.Equal(calls[0].Body, calls[1].Body) {
+				t.Errorf("the retry is not the whole batch:\n%s\n%s", calls[0].Body, calls[1].Body)
+			}
+		})
+	}
 }

@@ -58,10 +58,17 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 func (w *partitionWorker) run() {
 	defer w.timer.Stop()
 	defer w.metrics.release()
+	w.logStart()
 	msgs := w.claim.Messages()
 	done := w.sess.Context().Done()
 	var next *sarama.ConsumerMessage // read, but did not fit in the last batch
 	for {
+		// Once the session is over, messages already fetched may still be
+		// readable: starting a batch with them would go on delivering a
+		// partition that is being handed to another member.
+		if w.sess.Context().Err() != nil {
+			return
+		}
 		w.batch.reset()
 		if next == nil {
 			select {
@@ -102,6 +109,9 @@ func (w *partitionWorker) run() {
 				break fill
 			}
 		}
+		if w.sess.Context().Err() != nil {
+			return // the batch is dropped, uncommitted, for the next owner
+		}
 		w.batch.seal()
 		w.metrics.consumed.Add(float64(w.batch.len()))
 		if w.batch.oversized() {
@@ -113,6 +123,20 @@ func (w *partitionWorker) run() {
 		}
 		w.commit(w.batch.last + 1)
 	}
+}
+
+// logStart says where the partition starts when that is not its committed
+// offset: the oldest message, for a group that starts at the earliest or
+// whose committed offset is no longer in the partition.
+func (w *partitionWorker) logStart() {
+	if w.claim.InitialOffset() != sarama.OffsetOldest {
+		return
+	}
+	if w.t.settings.StartOffset.Earliest {
+		w.log.Info("partition starts at its oldest message", "initial_offset", "earliest")
+		return
+	}
+	w.log.Warn("the committed offset is no longer in the partition (retention removed it); resuming at the oldest message left")
 }
 
 // commit marks offset as the partition's next one to consume; sarama
@@ -249,21 +273,29 @@ type batchItemFailures struct {
 }
 
 // firstFailed reads a partial batch result from a 2xx body and returns the
-// lowest failed offset of this batch. Any other body, or a list naming no
-// record of the batch, means the whole batch succeeded.
+// lowest failed offset of this batch. A body that does not mention
+// batchItemFailures, or an empty list, means the whole batch succeeded. A
+// report that cannot be read, or an entry without a numeric partition and
+// offset, fails the whole batch: the function said something failed, and
+// guessing what would lose it.
 func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
 	if !bytes.Contains(body, []byte(`"batchItemFailures"`)) {
 		return 0, false // the common case, without parsing
 	}
 	var r batchItemFailures
 	if err := json.Unmarshal(body, &r); err != nil {
-		w.batchLog().Warn("answer mentions batchItemFailures but is not the expected JSON; counting the batch as delivered", "error", err)
-		return 0, false
+		w.batchLog().Warn("cannot read the batchItemFailures in the answer; retrying the whole batch", "error", err)
+		return w.batch.first, true
 	}
 	first, found := int64(0), false
 	for _, f := range r.BatchItemFailures {
-		if f.Partition == nil || f.Offset == nil || *f.Partition != w.claim.Partition() || *f.Offset < w.batch.first || *f.Offset > w.batch.last {
-			w.batchLog().Warn("batchItemFailures names a record that is not in this batch; ignoring it", "item", fmt.Sprintf("%+v", f))
+		switch {
+		case f.Partition == nil || f.Offset == nil:
+			w.batchLog().Warn(`a batchItemFailures entry lacks a numeric "partition" and "offset"; retrying the whole batch`)
+			return w.batch.first, true
+		case *f.Partition != w.claim.Partition() || *f.Offset < w.batch.first || *f.Offset > w.batch.last:
+			w.batchLog().Warn("batchItemFailures names a record that is not in this batch; ignoring it",
+				"item_partition", *f.Partition, "item_offset", *f.Offset)
 			continue
 		}
 		if !found || *f.Offset < first {

@@ -45,6 +45,11 @@ type trigger struct {
 	// warning is not repeated at every check. Only run's goroutine and the
 	// watcher it waits for use it, one after the other.
 	missing string
+	// late holds the topics that did not exist when the trigger first
+	// looked: created while the function was subscribed, all they hold is
+	// new to it. Setup reads it from sarama's goroutine.
+	lateMu sync.Mutex
+	late   map[string]bool
 	// draining ends when drain is called: run then stops taking new
 	// batches, lets the invocations in flight finish, commits them, leaves
 	// the group and returns.
@@ -93,13 +98,22 @@ func (t *trigger) run(ctx context.Context) {
 			}
 			continue
 		}
+		began := time.Now()
 		err := t.consume(ctx, group, topics, h)
-		if err == nil {
+		switch {
+		case t.stopping(ctx):
+			return
+		case errors.Is(err, errTopicsChanged):
 			retry.reset()
 			continue
-		}
-		if t.stopping(ctx) {
-			return
+		case err == nil && time.Since(began) > time.Second:
+			retry.reset() // a rebalance: rejoin at once
+			continue
+		case err == nil:
+			// A partition that cannot be consumed ends a session as soon
+			// as it begins; rejoining at once would make the whole group
+			// rebalance in a loop.
+			err = errors.New("the group session ended as soon as it began")
 		}
 		t.ready.Store(false)
 		delay := retry.next()
@@ -110,16 +124,24 @@ func (t *trigger) run(ctx context.Context) {
 	}
 }
 
+// errTopicsChanged ends a session because a topic appeared or went away.
+var errTopicsChanged = errors.New("the topics that exist changed")
+
 // consume runs one group session on topics. It ends the session early,
-// which makes the group rebalance, when the trigger drains or when the set
-// of topics that exist changes.
+// which makes the group rebalance, when the trigger drains or when the
+// topics that exist or their partitions change (errTopicsChanged): sarama
+// itself looks for new partitions only every ten minutes.
 func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, h *groupHandler) error {
 	sessCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(t.draining, cancel)()
+	stopOnDrain := context.AfterFunc(t.draining, cancel)
+	var changed atomic.Bool
 	var watcher sync.WaitGroup
-	defer watcher.Wait()
-	defer cancel()
+	defer func() {
+		cancel() // also ends the watcher
+		watcher.Wait()
+		stopOnDrain()
+	}()
+	partitions := partitionCount(h.client, topics)
 	watcher.Go(func() {
 		tick := time.NewTicker(t.checkInterval)
 		defer tick.Stop()
@@ -128,14 +150,31 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 			case <-sessCtx.Done():
 				return
 			case <-tick.C:
-				if !slices.Equal(t.availableTopics(h.client), topics) {
+				if !slices.Equal(t.availableTopics(h.client), topics) || partitionCount(h.client, topics) != partitions {
+					changed.Store(true)
 					cancel()
 					return
 				}
 			}
 		}
 	})
-	return group.Consume(sessCtx, topics, h)
+	err := group.Consume(sessCtx, topics, h)
+	if err == nil && changed.Load() {
+		return errTopicsChanged
+	}
+	return err
+}
+
+// partitionCount is how many partitions the topics have, as the client's
+// metadata last said. Partitions can only be added, so a change in the sum
+// is a change.
+func partitionCount(client sarama.Client, topics []string) int {
+	n := 0
+	for _, topic := range topics {
+		partitions, _ := client.Partitions(topic)
+		n += len(partitions)
+	}
+	return n
 }
 
 // connect creates the Kafka client, retrying with backoff while no broker
@@ -175,6 +214,14 @@ func (t *trigger) availableTopics(client sarama.Client) []string {
 			missing = append(missing, topic)
 		}
 	}
+	t.lateMu.Lock()
+	if t.late == nil { // the first look
+		t.late = make(map[string]bool)
+		for _, topic := range missing {
+			t.late[topic] = true
+		}
+	}
+	t.lateMu.Unlock()
 	if m := strings.Join(missing, ","); m != t.missing {
 		if m != "" {
 			t.log.Warn("topics do not exist; waiting for them", "missing", m)
@@ -241,42 +288,40 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // "latest" or time-based group at once matters: otherwise a rebalance before
 // the first commit would start the partition again at a later "latest", and
 // the messages written in between would never be delivered.
+//
+// "Latest" means from when the function subscribed. So a partition added to
+// a topic the group already consumes, and a topic created after the trigger
+// first looked for it, start at their oldest message: everything in them is
+// newer than the subscription.
 func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client sarama.Client) error {
 	start := t.settings.StartOffset
 	if start.Earliest && start.At.IsZero() {
 		return nil // sarama starts uncommitted partitions at the oldest offset
 	}
-	claims := sess.Claims()
-	coordinator, err := client.Coordinator(t.settings.Group)
+	committed, err := t.committedOffsets(sess.Claims(), client)
 	if err != nil {
-		return fmt.Errorf("finding the coordinator of group %s: %w", t.settings.Group, err)
-	}
-	req := sarama.NewOffsetFetchRequest(client.Config().Version, t.settings.Group, claims)
-	resp, err := coordinator.FetchOffset(req)
-	if err != nil {
-		return fmt.Errorf("reading the committed offsets of group %s: %w", t.settings.Group, err)
+		return err
 	}
 	reset := false
-	for topic, partitions := range claims {
+	for topic, partitions := range sess.Claims() {
+		newTopic := start.At.IsZero() && (t.isLate(topic) || anyCommitted(committed[topic]))
 		for _, p := range partitions {
-			block := resp.GetBlock(topic, p)
-			if block == nil {
-				return fmt.Errorf("reading the committed offsets of group %s: no answer for %s/%d", t.settings.Group, topic, p)
-			}
-			if !errors.Is(block.Err, sarama.ErrNoError) {
-				return fmt.Errorf("reading the committed offset of group %s for %s/%d: %w", t.settings.Group, topic, p, block.Err)
-			}
-			if block.Offset >= 0 {
+			if committed[topic][p] >= 0 {
 				continue
 			}
-			offset, err := startOffset(client, topic, p, start)
+			var offset int64
+			if newTopic {
+				offset, err = client.GetOffset(topic, p, sarama.OffsetOldest)
+			} else {
+				offset, err = startOffset(client, topic, p, start)
+			}
 			if err != nil {
-				return err
+				return fmt.Errorf("finding the start of %s/%d: %w", topic, p, err)
 			}
 			// With no offset committed, marking is how sarama is told
 			// where the claim starts (ResetOffset only moves backwards).
 			sess.MarkOffset(topic, p, offset, "")
-			t.log.Info("partition starts", "topic", topic, "partition", p, "offset", offset, "initial_offset", start.String())
+			t.log.Info("partition starts", "topic", topic, "partition", p, "offset", offset, "initial_offset", start.String(), "new_since_subscribed", newTopic)
 			reset = true
 		}
 	}
@@ -284,6 +329,57 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 		sess.Commit()
 	}
 	return nil
+}
+
+// committedOffsets reads the group's committed offsets of every partition
+// of the claimed topics, -1 where it has none.
+func (t *trigger) committedOffsets(claims map[string][]int32, client sarama.Client) (map[string]map[int32]int64, error) {
+	all := make(map[string][]int32)
+	for topic := range claims {
+		partitions, err := client.Partitions(topic)
+		if err != nil {
+			return nil, fmt.Errorf("listing the partitions of %s: %w", topic, err)
+		}
+		all[topic] = partitions
+	}
+	coordinator, err := client.Coordinator(t.settings.Group)
+	if err != nil {
+		return nil, fmt.Errorf("finding the coordinator of group %s: %w", t.settings.Group, err)
+	}
+	resp, err := coordinator.FetchOffset(sarama.NewOffsetFetchRequest(client.Config().Version, t.settings.Group, all))
+	if err != nil {
+		return nil, fmt.Errorf("reading the committed offsets of group %s: %w", t.settings.Group, err)
+	}
+	out := make(map[string]map[int32]int64)
+	for topic, partitions := range all {
+		out[topic] = make(map[int32]int64)
+		for _, p := range partitions {
+			block := resp.GetBlock(topic, p)
+			if block == nil {
+				return nil, fmt.Errorf("reading the committed offsets of group %s: no answer for %s/%d", t.settings.Group, topic, p)
+			}
+			if !errors.Is(block.Err, sarama.ErrNoError) {
+				return nil, fmt.Errorf("reading the committed offset of group %s for %s/%d: %w", t.settings.Group, topic, p, block.Err)
+			}
+			out[topic][p] = block.Offset
+		}
+	}
+	return out, nil
+}
+
+func anyCommitted(offsets map[int32]int64) bool {
+	for _, o := range offsets {
+		if o >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *trigger) isLate(topic string) bool {
+	t.lateMu.Lock()
+	defer t.lateMu.Unlock()
+	return t.late[topic]
 }
 
 // startOffset resolves a start position to an offset of one partition.

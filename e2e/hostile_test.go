@@ -139,8 +139,10 @@ func TestHostileInputIsSurvived(t *testing.T) {
 				off.p, off.offset, off.size, maxBytes)
 		}
 	}
-	if stops := p.find("stopping trigger"); len(stops) != 0 {
-		t.Errorf("triggers were stopped while the function list was unreadable: %v", stops)
+	for _, msg := range []string{"stopping trigger", "restarting trigger"} {
+		if stops := p.find(msg); len(stops) != 0 {
+			t.Errorf("triggers were stopped or restarted while the function list was unreadable: %v", stops)
+		}
 	}
 	// A trigger's problem is logged when it appears, not at every refresh.
 	for _, name := range []string{tooLong, "odd/name", "badsetting"} {

@@ -13,7 +13,6 @@ type Function struct {
 	Name        string            `json:"name"`
 	Namespace   string            `json:"namespace,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
 }
 
 // TopicAnnotation is the annotation through which a function subscribes.
