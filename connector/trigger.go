@@ -90,16 +90,18 @@ func (t *trigger) run(ctx context.Context) {
 	h := &groupHandler{t: t, ctx: ctx, client: client}
 	retry := newRetrier(time.Second, 30*time.Second)
 	for !t.stopping(ctx) {
-		topics := t.availableTopics(client)
-		if len(topics) == 0 {
-			t.ready.Store(true)
+		topics, err := t.availableTopics(client)
+		if err == nil && len(topics) == 0 {
+			t.ready.Store(true) // nothing to consume until a topic exists
 			if !t.wait(ctx, t.checkInterval) {
 				return
 			}
 			continue
 		}
 		began := time.Now()
-		err := t.consume(ctx, group, topics, h)
+		if err == nil {
+			err = t.consume(ctx, group, topics, h)
+		}
 		switch {
 		case t.stopping(ctx):
 			return
@@ -117,7 +119,7 @@ func (t *trigger) run(ctx context.Context) {
 		}
 		t.ready.Store(false)
 		delay := retry.next()
-		t.log.Warn("consumer group session failed; rejoining", "group", t.settings.Group, "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
+		t.log.Warn("cannot consume; joining the group again", "group", t.settings.Group, "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
 		if !t.wait(ctx, delay) {
 			return
 		}
@@ -150,7 +152,10 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 			case <-sessCtx.Done():
 				return
 			case <-tick.C:
-				if !slices.Equal(t.availableTopics(h.client), topics) || partitionCount(h.client, topics) != partitions {
+				// A failed look changes nothing: the session itself fails
+				// if the brokers are gone.
+				now, err := t.availableTopics(h.client)
+				if err == nil && (!slices.Equal(now, topics) || partitionCount(h.client, topics) != partitions) {
 					changed.Store(true)
 					cancel()
 					return
@@ -197,14 +202,13 @@ func (t *trigger) connect(ctx context.Context) sarama.Client {
 // availableTopics returns the trigger's topics that exist in the cluster,
 // in a fixed order. A topic that does not exist (yet) is logged and left
 // out, so that a wrong name in one annotation does not stop the others.
-func (t *trigger) availableTopics(client sarama.Client) []string {
+func (t *trigger) availableTopics(client sarama.Client) ([]string, error) {
 	if err := client.RefreshMetadata(); err != nil {
-		t.log.Warn("cannot read kafka metadata", "brokers", strings.Join(t.brokers, ","), "error", err)
+		return nil, fmt.Errorf("reading the cluster's metadata: %w", err)
 	}
 	existing, err := client.Topics()
 	if err != nil {
-		t.log.Warn("cannot list kafka topics", "error", err)
-		return nil
+		return nil, fmt.Errorf("listing the cluster's topics: %w", err)
 	}
 	var found, missing []string
 	for _, topic := range t.topics {
@@ -231,7 +235,7 @@ func (t *trigger) availableTopics(client sarama.Client) []string {
 		t.missing = m
 	}
 	slices.Sort(found)
-	return found
+	return found, nil
 }
 
 func (t *trigger) stopping(ctx context.Context) bool {

@@ -173,7 +173,7 @@ func TestBrokerRestartIsSurvived(t *testing.T) {
 	// sessions, so that the connector has to rejoin from scratch.
 	for _, f := range []string{"indexer", "mailer"} {
 		testkit.Eventually(t, 60*time.Second, func() bool {
-			return len(p.find("consumer group session failed", "function", f)) > 0
+			return len(p.find("cannot consume", "function", f)) > 0
 		}, "%s's trigger losing its group session", f)
 	}
 	e.kafka.Start()
