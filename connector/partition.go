@@ -185,13 +185,12 @@ func (w *partitionWorker) deliver() bool {
 		if w.ctx.Err() != nil {
 			return false // removed or out of grace time: abandon, uncommitted
 		}
-		log := w.batchLog()
 		if s.MaxRetries >= 0 && attempt > s.MaxRetries {
 			w.metrics.giveUps.Inc()
 			return w.giveUp(attempt, out.failure)
 		}
 		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, attempt)
-		log.Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
+		w.batchLog().Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
 		if !w.sleep(delay) {
 			return false
 		}
