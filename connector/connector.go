@@ -187,7 +187,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 	illegal := make(map[string]string)
 	for _, fn := range fns {
 		name := fn.InvokeName()
-		if err := checkFunctionName(fn); err != nil {
+		if err := fn.Check(); err != nil {
 			problems[name] = err.Error()
 			continue
 		}
@@ -303,23 +303,4 @@ func (c *Connector) shutdown(abort context.CancelFunc, running *sync.WaitGroup) 
 		abort()
 		<-done
 	}
-}
-
-// checkFunctionName refuses names that cannot be part of an invocation
-// path or a consumer-group id, which a broken gateway could list.
-func checkFunctionName(fn types.Function) error {
-	for _, s := range []string{fn.Name, fn.Namespace} {
-		if len(s) > 253 {
-			return fmt.Errorf("name or namespace longer than 253 characters")
-		}
-		for _, c := range s {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-				return fmt.Errorf("name %q or namespace %q has the character %q: only letters, digits, '-', '_' and '.' are allowed", fn.Name, fn.Namespace, c)
-			}
-		}
-	}
-	if fn.Name == "" {
-		return fmt.Errorf("the gateway listed a function without a name")
-	}
-	return nil
 }

@@ -27,6 +27,23 @@ func (f Function) InvokeName() string {
 	return f.Name + "." + f.Namespace
 }
 
+// Check refuses a name or namespace that cannot be part of an invocation
+// path or a consumer-group id, as a broken gateway could list.
+func (f Function) Check() error {
+	if f.Name == "" {
+		return fmt.Errorf("the gateway listed a function without a name")
+	}
+	for _, s := range []string{f.Name, f.Namespace} {
+		if len(s) > 253 {
+			return fmt.Errorf("name or namespace longer than 253 characters")
+		}
+		if c, bad := illegalChar(s); bad {
+			return fmt.Errorf("name %q or namespace %q has the character %q: only letters, digits, '-', '_' and '.' are allowed", f.Name, f.Namespace, c)
+		}
+	}
+	return nil
+}
+
 // Topics returns the topics the function subscribes to through its topic
 // annotation, split on delimiter, trimmed, without empties or repeats, in
 // the order written.

@@ -134,10 +134,20 @@ func CheckTopicName(name string) error {
 	if len(name) > 249 {
 		return fmt.Errorf("longer than 249 characters")
 	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("character %q not allowed: only letters, digits, '.', '_' and '-'", c)
-		}
+	if c, bad := illegalChar(name); bad {
+		return fmt.Errorf("character %q not allowed: only letters, digits, '.', '_' and '-'", c)
 	}
 	return nil
+}
+
+// illegalChar returns the first character of s that is not a letter, a
+// digit, '.', '_' or '-': what topic names, function names and namespaces
+// are all made of.
+func illegalChar(s string) (rune, bool) {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return c, true
+		}
+	}
+	return 0, false
 }

@@ -208,3 +208,23 @@ func TestCheckTopicName(t *testing.T) {
 		}
 	}
 }
+
+func TestFunctionCheck(t *testing.T) {
+	tests := []struct {
+		f  Function
+		ok bool
+	}{
+		{Function{Name: "echo"}, true},
+		{Function{Name: "echo", Namespace: "openfaas-fn"}, true},
+		{Function{Name: strings.Repeat("a", 253)}, true},
+		{Function{}, false},
+		{Function{Name: strings.Repeat("a", 254)}, false},
+		{Function{Name: "odd/name"}, false},
+		{Function{Name: "echo", Namespace: "team a"}, false},
+	}
+	for _, tc := range tests {
+		if err := tc.f.Check(); (err == nil) != tc.ok {
+			t.Errorf("Check(%q, %q) = %v, want ok %v", tc.f.Name, tc.f.Namespace, err, tc.ok)
+		}
+	}
+}
