@@ -52,6 +52,12 @@ type Config struct {
 	// a topic's history unless asked to.
 	InitialOffset types.StartOffset `envconfig:"initial_offset" default:"latest" desc:"latest, earliest (newest and oldest are accepted), an RFC 3339 time or Unix milliseconds"`
 
+	// IsolationLevel is which messages of transactional producers are
+	// delivered. read_committed, the default, delivers only committed
+	// transactions, as a Java consumer of Kafka Streams, Flink or Debezium
+	// output is set to; read_uncommitted delivers aborted ones too.
+	IsolationLevel types.IsolationLevel `envconfig:"isolation_level" default:"read_committed" desc:"read_committed or read_uncommitted"`
+
 	// MaxMessages is the largest batch. 100 keeps one invocation small enough
 	// for any function while cutting the HTTP calls a hundredfold.
 	MaxMessages int `envconfig:"max_messages" default:"100" desc:"a whole number from 1 to 10000"`
@@ -258,6 +264,9 @@ func (c *Config) Validate() error {
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fieldError("LogFormat", c.LogFormat, nil)
 	}
+	if _, err := types.ParseIsolationLevel(string(c.IsolationLevel)); err != nil {
+		return fieldError("IsolationLevel", string(c.IsolationLevel), nil)
+	}
 	if _, _, err := mime.ParseMediaType(c.ContentType); err != nil || strings.ContainsAny(c.ContentType, "\r\n") {
 		return fieldError("ContentType", c.ContentType, err)
 	}
@@ -319,6 +328,7 @@ func (c *Config) Trigger() types.TriggerSettings {
 		Enabled:             true,
 		Group:               c.Group,
 		StartOffset:         c.InitialOffset,
+		Isolation:           c.IsolationLevel,
 		MaxMessages:         c.MaxMessages,
 		MaxWait:             c.MaxWait,
 		MaxBytes:            c.MaxBytes,

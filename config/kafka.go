@@ -31,6 +31,18 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	// new starts), so the group must wait at least one upstream timeout for
 	// this member.
 	sc.Consumer.Group.Rebalance.Timeout = max(60*time.Second, s.UpstreamTimeout+10*time.Second)
+	// The coordinator holds a JoinGroup until every member has rejoined,
+	// up to the rebalance timeout, and sarama applies one read timeout to
+	// every response: below the rebalance timeout, the members that rejoin
+	// first fail with an i/o timeout while another finishes a long
+	// invocation. The Java client and franz-go give JoinGroup the rebalance
+	// timeout plus a margin in the same way.
+	sc.Net.ReadTimeout = sc.Consumer.Group.Rebalance.Timeout + 10*time.Second
+	if s.Isolation == types.ReadUncommitted {
+		sc.Consumer.IsolationLevel = sarama.ReadUncommitted
+	} else {
+		sc.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
 	return sc
 }
 

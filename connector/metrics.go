@@ -22,6 +22,7 @@ type metrics struct {
 	deadLetters    *prometheus.CounterVec   // function, topic
 	retrying       *prometheus.GaugeVec     // function
 	lag            *prometheus.GaugeVec     // function, topic, partition
+	oldest         *prometheus.GaugeVec     // function, topic, partition
 	committed      *prometheus.GaugeVec     // function, topic, partition
 	triggers       *prometheus.GaugeVec     // state
 	gatewayErrors  prometheus.Counter
@@ -72,7 +73,11 @@ func newMetrics() *metrics {
 		}, []string{"function"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "consumer_lag_messages",
-			Help: "Messages in the partition after the last delivered one, as of the last fetch.",
+			Help: "Messages in the partition not yet delivered: its end (the last stable offset under read_committed) less the group's position, measured on a timer whether or not batches succeed.",
+		}, []string{"function", "topic", "partition"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "oldest_undelivered_seconds",
+			Help: "Age of the oldest message read from the partition but not yet delivered (by its Kafka timestamp); 0 when everything read is delivered. A stuck function shows here.",
 		}, []string{"function", "topic", "partition"}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "committed_offset",
@@ -93,7 +98,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.consumed, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
-		m.deadLetters, m.retrying, m.lag, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
+		m.deadLetters, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -107,7 +112,7 @@ type partitionMetrics struct {
 	consumed, delivered, failures, retries, giveUps prometheus.Counter
 	deadLetters                                     prometheus.Counter
 	batchSize                                       prometheus.Observer
-	retrying, lag, committed                        prometheus.Gauge
+	retrying, lag, oldest, committed                prometheus.Gauge
 	invocationOK                                    prometheus.Observer
 }
 
@@ -124,6 +129,7 @@ func (m *metrics) partition(function, topic string, partition int32) *partitionM
 		batchSize:    m.batchSize.WithLabelValues(function),
 		retrying:     m.retrying.WithLabelValues(function),
 		lag:          m.lag.WithLabelValues(function, topic, p),
+		oldest:       m.oldest.WithLabelValues(function, topic, p),
 		committed:    m.committed.WithLabelValues(function, topic, p),
 		invocationOK: m.invocation.WithLabelValues(function, "2xx"),
 	}
@@ -146,5 +152,6 @@ func (p *partitionMetrics) invoked(status int, seconds float64) {
 // connector, so that another replica's figures are not shadowed by stale ones.
 func (p *partitionMetrics) release() {
 	p.m.lag.DeleteLabelValues(p.function, p.topic, p.partition)
+	p.m.oldest.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.committed.DeleteLabelValues(p.function, p.topic, p.partition)
 }

@@ -32,6 +32,8 @@ type partitionWorker struct {
 	ctx     context.Context
 	log     *slog.Logger
 	metrics *partitionMetrics
+	state   *partitionState
+	meta    string // commit metadata: when the function subscribed to the topic
 	batch   batch
 	timer   *time.Timer
 }
@@ -40,13 +42,16 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 	s := t.settings
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	m := t.metrics.partition(t.function, claim.Topic(), claim.Partition())
 	return &partitionWorker{
 		t:       t,
 		sess:    sess,
 		claim:   claim,
 		ctx:     ctx,
 		log:     t.log.With("topic", claim.Topic(), "partition", claim.Partition()),
-		metrics: t.metrics.partition(t.function, claim.Topic(), claim.Partition()),
+		metrics: m,
+		state:   newPartitionState(claim.Topic(), claim.Partition(), m, claim.InitialOffset()),
+		meta:    t.startMetadata(claim.Topic()),
 		batch:   batch{maxMessages: s.MaxMessages, maxBytes: s.MaxBytes, extras: s.RecordExtras},
 		timer:   timer,
 	}
@@ -58,6 +63,8 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 func (w *partitionWorker) run() {
 	defer w.timer.Stop()
 	defer w.metrics.release()
+	w.t.claimed.add(w.state)
+	defer w.t.claimed.remove(w.state)
 	w.logStart()
 	msgs := w.claim.Messages()
 	done := w.sess.Context().Done()
@@ -83,6 +90,7 @@ func (w *partitionWorker) run() {
 		}
 		w.batch.add(next)
 		next = nil
+		w.showOldest()
 		w.timer.Reset(w.t.settings.MaxWait)
 	fill:
 		for !w.batch.full() {
@@ -140,11 +148,29 @@ func (w *partitionWorker) logStart() {
 }
 
 // commit marks offset as the partition's next one to consume; sarama
-// flushes marks to Kafka every second and when the session ends.
+// flushes marks to Kafka every second and when the session ends. Every
+// mark carries the subscription time, so that it stays recorded in the
+// group (see startFor).
 func (w *partitionWorker) commit(offset int64) {
-	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, "")
+	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
+	w.state.advance(offset)
+	w.state.oldest.Store(0)
 	w.metrics.committed.Set(float64(offset))
-	w.metrics.lag.Set(float64(max(0, w.claim.HighWaterMarkOffset()-offset)))
+	w.state.showLag()
+}
+
+// showOldest records when the first message of the batch was written: the
+// oldest message not yet delivered.
+func (w *partitionWorker) showOldest() {
+	if w.batch.len() == 0 {
+		w.state.oldest.Store(0)
+		return
+	}
+	ts := w.batch.msgs[0].Timestamp
+	if ts.IsZero() || ts.Unix() <= 0 {
+		ts = time.Now() // a producer that sets no time: count from reading it
+	}
+	w.state.oldest.Store(ts.UnixNano())
 }
 
 // outcome is what one attempt at a batch came to.
@@ -181,6 +207,7 @@ func (w *partitionWorker) deliver() bool {
 		if out.failedFrom >= 0 {
 			w.commit(out.failedFrom)
 			w.batch.keepFrom(out.failedFrom)
+			w.showOldest()
 		}
 		if w.ctx.Err() != nil {
 			return false // removed or out of grace time: abandon, uncommitted

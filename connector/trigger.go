@@ -45,11 +45,18 @@ type trigger struct {
 	// warning is not repeated at every check. Only run's goroutine and the
 	// watcher it waits for use it, one after the other.
 	missing string
-	// late holds the topics that did not exist when the trigger first
-	// looked: created while the function was subscribed, all they hold is
-	// new to it. Setup reads it from sarama's goroutine.
-	lateMu sync.Mutex
-	late   map[string]bool
+	// startMu guards what the trigger knows of its subscriptions, which
+	// Setup reads from sarama's goroutine and the partition workers from
+	// theirs. late holds the topics that did not exist when the trigger
+	// first looked (at firstLook): created while the function was
+	// subscribed, all they hold is new to it. subscribed is when the
+	// function subscribed to each topic, as recorded in its commits.
+	startMu    sync.Mutex
+	late       map[string]bool
+	firstLook  time.Time
+	subscribed map[string]time.Time
+	// claimed are the partitions being delivered, for the lag watcher.
+	claimed claims
 	// draining ends when drain is called: run then stops taking new
 	// batches, lets the invocations in flight finish, commits them, leaves
 	// the group and returns.
@@ -144,6 +151,15 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 		stopOnDrain()
 	}()
 	partitions := partitionCount(h.client, topics)
+	h.sess = make(chan sarama.ConsumerGroupSession, 1)
+	watcher.Go(func() {
+		// The lag watcher needs the session, which Setup hands over.
+		select {
+		case sess := <-h.sess:
+			t.watchLag(sessCtx.Done(), sess, h.client)
+		case <-sessCtx.Done():
+		}
+	})
 	watcher.Go(func() {
 		tick := time.NewTicker(t.checkInterval)
 		defer tick.Stop()
@@ -218,14 +234,15 @@ func (t *trigger) availableTopics(client sarama.Client) ([]string, error) {
 			missing = append(missing, topic)
 		}
 	}
-	t.lateMu.Lock()
+	t.startMu.Lock()
 	if t.late == nil { // the first look
 		t.late = make(map[string]bool)
+		t.firstLook = time.Now()
 		for _, topic := range missing {
 			t.late[topic] = true
 		}
 	}
-	t.lateMu.Unlock()
+	t.startMu.Unlock()
 	if m := strings.Join(missing, ","); m != t.missing {
 		if m != "" {
 			t.log.Warn("topics do not exist; waiting for them", "missing", m)
@@ -269,11 +286,17 @@ type groupHandler struct {
 	t      *trigger
 	ctx    context.Context
 	client sarama.Client
+	// sess hands the session of a successful Setup to the lag watcher.
+	sess chan sarama.ConsumerGroupSession
 }
 
 func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	if err := h.t.setStartOffsets(sess, h.client); err != nil {
 		return err
+	}
+	select {
+	case h.sess <- sess:
+	default: // a session of this Consume call was handed over already
 	}
 	h.t.ready.Store(true)
 	h.t.log.Info("joined consumer group", "group", h.t.settings.Group, "generation", sess.GenerationID(), "claims", fmt.Sprint(sess.Claims()))
@@ -288,121 +311,193 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 }
 
 // setStartOffsets gives every claimed partition that the group has never
-// committed its start offset, and commits it. Committing the start of a
-// "latest" or time-based group at once matters: otherwise a rebalance before
-// the first commit would start the partition again at a later "latest", and
-// the messages written in between would never be delivered.
+// committed its start offset, and commits it before any message is
+// consumed. Committing the start of a "latest" or time-based group at once
+// matters: otherwise a rebalance before the first commit would start the
+// partition again at a later "latest", and the messages written in between
+// would never be delivered. So the commit is synchronous, and a failure ends
+// the session, to be retried, rather than consuming from a start that is
+// not recorded. Every start is resolved before any is marked, so that a
+// failure half-way leaves nothing marked either.
 //
-// "Latest" means from when the function subscribed. So a partition added to
-// a topic the group already consumes, and a topic created after the trigger
-// first looked for it, start at their oldest message: everything in them is
-// newer than the subscription.
+// Where a never-committed partition starts is startFor's rule: by the time
+// the function subscribed to the topic, recorded in the commit metadata.
 func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client sarama.Client) error {
 	start := t.settings.StartOffset
 	if start.Earliest && start.At.IsZero() {
 		return nil // sarama starts uncommitted partitions at the oldest offset
 	}
-	committed, err := t.committedOffsets(sess.Claims(), client)
+	all := make(partitions)
+	for topic := range sess.Claims() {
+		ps, err := client.Partitions(topic)
+		if err != nil {
+			return fmt.Errorf("listing the partitions of %s: %w", topic, err)
+		}
+		all[topic] = ps
+	}
+	group, err := fetchCommitted(client, t.settings.Group, all)
 	if err != nil {
 		return err
 	}
-	reset := false
-	for topic, partitions := range sess.Claims() {
-		newTopic := start.At.IsZero() && (t.isLate(topic) || anyCommitted(committed[topic]))
-		for _, p := range partitions {
-			if committed[topic][p] >= 0 {
+	// What each claimed, never-committed partition starts at, by rule.
+	points := make(map[string]map[int32]startPoint)
+	metadata := make(map[string]string)
+	for topic, claimed := range sess.Claims() {
+		h := t.history(topic, group[topic])
+		now := time.Now()
+		if h.late {
+			now = t.firstLookTime()
+		}
+		subscribed := t.subscribe(topic, subscriptionTime(start, h, now))
+		metadata[topic] = startMetadata(subscribed)
+		for _, p := range claimed {
+			if group[topic][p].offset >= 0 {
 				continue
 			}
-			var offset int64
-			if newTopic {
-				offset, err = client.GetOffset(topic, p, sarama.OffsetOldest)
-			} else {
-				offset, err = startOffset(client, topic, p, start)
+			if points[topic] == nil {
+				points[topic] = make(map[int32]startPoint)
 			}
-			if err != nil {
-				return fmt.Errorf("finding the start of %s/%d: %w", topic, p, err)
-			}
-			// With no offset committed, marking is how sarama is told
-			// where the claim starts (ResetOffset only moves backwards).
-			sess.MarkOffset(topic, p, offset, "")
-			t.log.Info("partition starts", "topic", topic, "partition", p, "offset", offset, "initial_offset", start.String(), "new_since_subscribed", newTopic)
-			reset = true
+			points[topic][p] = startFor(start, h)
 		}
 	}
-	if reset {
-		sess.Commit()
+	if len(points) == 0 {
+		return nil
+	}
+	resolved, err := t.resolveStarts(client, points)
+	if err != nil {
+		return err
+	}
+	for topic, ps := range resolved {
+		for p, offset := range ps {
+			// With no offset committed, marking is how sarama is told
+			// where the claim starts (ResetOffset only moves backwards).
+			sess.MarkOffset(topic, p, offset, metadata[topic])
+			t.log.Info("partition starts", "topic", topic, "partition", p, "offset", offset,
+				"initial_offset", start.String(), "resolved", points[topic][p].String())
+		}
+	}
+	if err := commitSync(client, sess, t.settings.Group, resolved, metadata); err != nil {
+		return fmt.Errorf("committing the start offsets: %w", err)
 	}
 	return nil
 }
 
-// committedOffsets reads the group's committed offsets of every partition
-// of the claimed topics, -1 where it has none.
-func (t *trigger) committedOffsets(claims map[string][]int32, client sarama.Client) (map[string]map[int32]int64, error) {
-	all := make(map[string][]int32)
-	for topic := range claims {
-		partitions, err := client.Partitions(topic)
-		if err != nil {
-			return nil, fmt.Errorf("listing the partitions of %s: %w", topic, err)
+// resolveStarts turns start points into offsets, with one request per
+// leader and kind of point.
+func (t *trigger) resolveStarts(client sarama.Client, points map[string]map[int32]startPoint) (offsets, error) {
+	level := t.isolation()
+	byKind := make(map[int64]partitions) // by the timestamp asked for
+	for topic, ps := range points {
+		for p, point := range ps {
+			ts := sarama.OffsetNewest
+			switch {
+			case point.oldest:
+				ts = sarama.OffsetOldest
+			case !point.at.IsZero():
+				ts = point.at.UnixMilli()
+			}
+			if byKind[ts] == nil {
+				byKind[ts] = make(partitions)
+			}
+			byKind[ts][topic] = append(byKind[ts][topic], p)
 		}
-		all[topic] = partitions
 	}
-	coordinator, err := client.Coordinator(t.settings.Group)
-	if err != nil {
-		return nil, fmt.Errorf("finding the coordinator of group %s: %w", t.settings.Group, err)
-	}
-	resp, err := coordinator.FetchOffset(sarama.NewOffsetFetchRequest(client.Config().Version, t.settings.Group, all))
-	if err != nil {
-		return nil, fmt.Errorf("reading the committed offsets of group %s: %w", t.settings.Group, err)
-	}
-	out := make(map[string]map[int32]int64)
-	for topic, partitions := range all {
-		out[topic] = make(map[int32]int64)
-		for _, p := range partitions {
-			block := resp.GetBlock(topic, p)
-			if block == nil {
-				return nil, fmt.Errorf("reading the committed offsets of group %s: no answer for %s/%d", t.settings.Group, topic, p)
+	out := make(offsets)
+	var ends offsets // for times that no message has reached yet
+	for ts, parts := range byKind {
+		found, err := listOffsets(client, level, parts, ts)
+		if err != nil {
+			return nil, fmt.Errorf("finding where partitions start: %w", err)
+		}
+		for topic, ps := range found {
+			for p, offset := range ps {
+				if offset < 0 { // nothing that new: start at the end
+					if ends == nil {
+						if ends, err = listOffsets(client, level, points2parts(points), sarama.OffsetNewest); err != nil {
+							return nil, fmt.Errorf("finding where partitions start: %w", err)
+						}
+					}
+					offset = ends[topic][p]
+				}
+				out.set(topic, p, offset)
 			}
-			if !errors.Is(block.Err, sarama.ErrNoError) {
-				return nil, fmt.Errorf("reading the committed offset of group %s for %s/%d: %w", t.settings.Group, topic, p, block.Err)
-			}
-			out[topic][p] = block.Offset
 		}
 	}
 	return out, nil
 }
 
-func anyCommitted(offsets map[int32]int64) bool {
-	for _, o := range offsets {
-		if o >= 0 {
-			return true
+func points2parts(points map[string]map[int32]startPoint) partitions {
+	parts := make(partitions)
+	for topic, ps := range points {
+		for p := range ps {
+			parts[topic] = append(parts[topic], p)
 		}
 	}
-	return false
+	return parts
 }
 
-func (t *trigger) isLate(topic string) bool {
-	t.lateMu.Lock()
-	defer t.lateMu.Unlock()
-	return t.late[topic]
+// history gathers what is known of a topic for startFor: the earliest
+// subscription time recorded in the group's commits or remembered by the
+// trigger, whether some partition was committed without one, and whether
+// the topic appeared after the trigger first looked.
+func (t *trigger) history(topic string, group map[int32]committed) topicHistory {
+	var h topicHistory
+	for _, c := range group {
+		if c.offset < 0 {
+			continue
+		}
+		if at := parseStartMetadata(c.metadata); !at.IsZero() {
+			if h.subscribed.IsZero() || at.Before(h.subscribed) {
+				h.subscribed = at
+			}
+		} else {
+			h.committed = true
+		}
+	}
+	t.startMu.Lock()
+	defer t.startMu.Unlock()
+	if at := t.subscribed[topic]; !at.IsZero() && (h.subscribed.IsZero() || at.Before(h.subscribed)) {
+		h.subscribed = at
+	}
+	h.late = t.late[topic]
+	return h
 }
 
-// startOffset resolves a start position to an offset of one partition.
-func startOffset(client sarama.Client, topic string, partition int32, start types.StartOffset) (int64, error) {
-	if !start.At.IsZero() {
-		offset, err := client.GetOffset(topic, partition, start.At.UnixMilli())
-		if err != nil {
-			return 0, fmt.Errorf("finding the offset of %s/%d at %s: %w", topic, partition, start, err)
-		}
-		if offset >= 0 {
-			return offset, nil
-		}
-		// Nothing that new: start at the end.
+// subscribe remembers when the function subscribed to topic, so that a
+// retried start resolves by the same time, and returns it.
+func (t *trigger) subscribe(topic string, at time.Time) time.Time {
+	t.startMu.Lock()
+	defer t.startMu.Unlock()
+	if at.IsZero() {
+		return at
 	}
-	offset, err := client.GetOffset(topic, partition, sarama.OffsetNewest)
-	if err != nil {
-		return 0, fmt.Errorf("finding the latest offset of %s/%d: %w", topic, partition, err)
+	if t.subscribed == nil {
+		t.subscribed = make(map[string]time.Time)
 	}
-	return offset, nil
+	if prev := t.subscribed[topic]; prev.IsZero() || at.Before(prev) {
+		t.subscribed[topic] = at
+	}
+	return t.subscribed[topic]
+}
+
+// startMetadata is the commit metadata of the topic's offsets.
+func (t *trigger) startMetadata(topic string) string {
+	t.startMu.Lock()
+	defer t.startMu.Unlock()
+	return startMetadata(t.subscribed[topic])
+}
+
+func (t *trigger) firstLookTime() time.Time {
+	t.startMu.Lock()
+	defer t.startMu.Unlock()
+	return t.firstLook
+}
+
+func (t *trigger) isolation() sarama.IsolationLevel {
+	if t.settings.Isolation == types.ReadUncommitted {
+		return sarama.ReadUncommitted
+	}
+	return sarama.ReadCommitted
 }
 
 // retrier spaces out attempts at something that keeps failing.

@@ -18,6 +18,9 @@ type TriggerSettings struct {
 	Group string
 	// StartOffset is where the group starts in a partition it never committed.
 	StartOffset StartOffset
+	// Isolation says whether messages of aborted and still-open
+	// transactions are delivered.
+	Isolation IsolationLevel
 	// MaxMessages, MaxWait and MaxBytes bound a batch: it is sent when it
 	// holds MaxMessages, when MaxWait has passed since its first message, or
 	// when the next message would push the body past MaxBytes.
@@ -53,7 +56,31 @@ const (
 	AnnotationDeadLetterTopic = "kafka-dead-letter-topic"
 	AnnotationGroup           = "kafka-group"
 	AnnotationEnabled         = "kafka-enabled"
+	AnnotationIsolationLevel  = "kafka-isolation-level"
 )
+
+// IsolationLevel is which messages of transactional producers a trigger
+// reads, as Kafka's isolation.level.
+type IsolationLevel string
+
+const (
+	// ReadCommitted delivers only the messages of committed transactions
+	// (and every non-transactional message), and only once their
+	// transaction is decided: what Kafka Streams, Flink and Debezium
+	// consumers expect.
+	ReadCommitted IsolationLevel = "read_committed"
+	// ReadUncommitted delivers every message, aborted transactions included.
+	ReadUncommitted IsolationLevel = "read_uncommitted"
+)
+
+// ParseIsolationLevel reads read_committed or read_uncommitted.
+func ParseIsolationLevel(s string) (IsolationLevel, error) {
+	switch l := IsolationLevel(strings.TrimSpace(s)); l {
+	case ReadCommitted, ReadUncommitted:
+		return l, nil
+	}
+	return "", fmt.Errorf("isolation level %q: want read_committed or read_uncommitted", s)
+}
 
 // AnnotationError is an annotation whose value cannot be used.
 type AnnotationError struct {
@@ -70,7 +97,7 @@ func (e *AnnotationError) Error() string {
 func (s TriggerSettings) WithAnnotations(annotations map[string]string) (TriggerSettings, error) {
 	for _, name := range []string{
 		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
-		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic,
+		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -121,6 +148,12 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad("a Kafka topic name: " + err.Error())
 			}
 			s.DeadLetterTopic = v
+		case AnnotationIsolationLevel:
+			l, err := ParseIsolationLevel(v)
+			if err != nil {
+				return bad("read_committed or read_uncommitted")
+			}
+			s.Isolation = l
 		}
 	}
 	return s, nil

@@ -27,6 +27,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/types"
 )
 
 // Brokers is how many brokers a test cluster has.
@@ -168,6 +169,7 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		LogFormat:           "text",
 		LogLevel:            "info",
 		KafkaVersion:        "3.6.0",
+		IsolationLevel:      types.ReadCommitted,
 		HTTPAddr:            "127.0.0.1:0",
 	}
 	cfg.InitialOffset.Earliest = true
