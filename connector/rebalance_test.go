@@ -1,0 +1,49 @@
+package connector_test
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+)
+
+// While one replica finishes a long invocation after a rebalance began, the
+// coordinator holds the JoinGroup of the replica that joins. That wait is
+// part of a rebalance, not a broken connection: it must not time out.
+func TestRebalanceWaitsForALongInvocationWithoutTimingOut(t *testing.T) {
+	client, gw, cfg := setup(t, "long-calls")
+	gw.SetFunctions(fn("patient", "long-calls"))
+	cfg.UpstreamTimeout = time.Minute
+	cfg.MaxMessages = 1
+	var long atomic.Bool
+	gw.Handle("patient", func(c *gatewaytest.Call) (int, []byte) {
+		if long.CompareAndSwap(false, true) {
+			// Longer than the 30 s a read could once wait for a JoinGroup.
+			select {
+			case <-time.After(40 * time.Second):
+			case <-c.Context().Done():
+			}
+		}
+		return http.StatusOK, nil
+	})
+	first := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, first.Ready, "the first replica is ready")
+	client.Produce(testkit.Record("long-calls", 0, nil, []byte("takes long")))
+	testkit.Eventually(t, 20*time.Second, long.Load, "the long invocation started")
+	second := testkit.Start(t, cfg)
+	testkit.Eventually(t, 90*time.Second, func() bool {
+		return client.Members("kafka-connector-patient") == 2 && first.Ready() && second.Ready()
+	}, "both replicas are in the group once the long invocation ended")
+	produceSpread(client, "long-calls", 1)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("patient")).count("long-calls") == 1+partitions },
+		"every message delivered")
+	for name, logs := range map[string]string{"first": first.Logs(), "second": second.Logs()} {
+		if strings.Contains(logs, "i/o timeout") {
+			t.Errorf("the %s replica timed out during the rebalance:\n%s", name, grep(logs, "i/o timeout"))
+		}
+	}
+}
