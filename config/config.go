@@ -47,6 +47,16 @@ type Config struct {
 	// function never holds back another one on the same topic.
 	Group string `envconfig:"group" default:"kafka-connector" desc:"a non-empty consumer-group prefix"`
 
+	// InstanceID makes every trigger a static member of its group
+	// (group.instance.id, KIP-345): a replica that crashes and comes back
+	// under the same id within the session timeout takes its partitions
+	// back at once, without a rebalance. Unset, it is the HOSTNAME
+	// variable, which Kubernetes sets to the pod name; set but empty, the
+	// triggers are dynamic members. A replica that stops cleanly leaves its
+	// groups all the same, so that a replica that does not come back under
+	// the same name does not leave its partitions unserved.
+	InstanceID string `envconfig:"instance_id" desc:"a group instance id of letters, digits, '.', '_' and '-', at most 249 characters, or nothing for dynamic membership (default: $HOSTNAME; needs kafka_version 2.3.0 or later)"`
+
 	// InitialOffset is where a group that has never committed starts.
 	// Latest, as the CKafka trigger does: a new function is not flooded with
 	// a topic's history unless asked to.
@@ -218,6 +228,9 @@ func FromEnv() (Config, error) {
 	}
 	c.Brokers = cleanList(c.Brokers)
 	c.Topics = cleanList(c.Topics)
+	if _, set := os.LookupEnv("INSTANCE_ID"); !set {
+		c.InstanceID = defaultInstanceID(c.KafkaVersion)
+	}
 	if err := c.Validate(); err != nil {
 		// Show the value as the operator wrote it, not as it was parsed.
 		var ce *Error
@@ -284,6 +297,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.checkKafkaSecurity(); err != nil {
+		return err
+	}
+	if err := c.checkInstanceID(); err != nil {
 		return err
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {

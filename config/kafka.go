@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -38,6 +40,7 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	// invocation. The Java client and franz-go give JoinGroup the rebalance
 	// timeout plus a margin in the same way.
 	sc.Net.ReadTimeout = sc.Consumer.Group.Rebalance.Timeout + 10*time.Second
+	sc.Consumer.Group.InstanceId = c.InstanceID
 	if s.Isolation == types.ReadUncommitted {
 		sc.Consumer.IsolationLevel = sarama.ReadUncommitted
 	} else {
@@ -63,4 +66,33 @@ func (c *Config) saramaBase() *sarama.Config {
 	sc.Net.DialTimeout = 10 * time.Second
 	c.applyKafkaSecurity(sc)
 	return sc
+}
+
+// Static membership needs JoinGroup v5, from Kafka 2.3.
+var staticMembershipVersion = sarama.V2_3_0_0
+
+// defaultInstanceID is the pod name Kubernetes puts in HOSTNAME, when the
+// brokers can take it as an instance id: an older protocol version, or a
+// host name Kafka would refuse, means dynamic membership rather than a
+// connector that does not start.
+func defaultInstanceID(kafkaVersion string) string {
+	host := os.Getenv("HOSTNAME")
+	v, err := sarama.ParseKafkaVersion(kafkaVersion)
+	if err != nil || !v.IsAtLeast(staticMembershipVersion) || types.CheckTopicName(host) != nil {
+		return ""
+	}
+	return host
+}
+
+func (c *Config) checkInstanceID() error {
+	if c.InstanceID == "" {
+		return nil
+	}
+	if err := types.CheckTopicName(c.InstanceID); err != nil {
+		return fieldError("InstanceID", c.InstanceID, err)
+	}
+	if v, _ := sarama.ParseKafkaVersion(c.KafkaVersion); !v.IsAtLeast(staticMembershipVersion) {
+		return fieldError("InstanceID", c.InstanceID, fmt.Errorf("kafka_version %s is older than 2.3.0", c.KafkaVersion))
+	}
+	return nil
 }

@@ -47,3 +47,26 @@ func TestRebalanceWaitsForALongInvocationWithoutTimingOut(t *testing.T) {
 		}
 	}
 }
+
+// A static member that stops cleanly leaves its group, although sarama
+// keeps a static membership on close: a replica that does not come back
+// under the same name must not leave its partitions unserved until its
+// session times out.
+func TestStaticMemberLeavesOnCleanStop(t *testing.T) {
+	client, gw, cfg := setup(t, "scaled-down")
+	gw.SetFunctions(fn("shrinking", "scaled-down"))
+	const group = "kafka-connector-shrinking"
+	a, b := cfg, cfg
+	a.InstanceID, b.InstanceID = "replica-a", "replica-b"
+	first := testkit.Start(t, a)
+	second := testkit.Start(t, b)
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Members(group) == 2 && first.Ready() && second.Ready() },
+		"both replicas are members")
+	first.Stop()
+	if n := client.Members(group); n != 1 {
+		t.Fatalf("%d members right after a clean stop, want 1: the stopped replica did not leave", n)
+	}
+	produceSpread(client, "scaled-down", 2)
+	testkit.Eventually(t, 30*time.Second, func() bool { return successes(t, gw.Calls("shrinking")).count("scaled-down") == 2*partitions },
+		"the remaining replica delivers every partition")
+}

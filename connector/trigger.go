@@ -91,6 +91,9 @@ func (t *trigger) run(ctx context.Context) {
 		if err := group.Close(); err != nil {
 			t.log.Warn("leaving consumer group", "group", t.settings.Group, "error", err)
 		}
+		if err := leaveStatic(client, t.settings.Group); err != nil {
+			t.log.Warn("leaving consumer group as a static member", "group", t.settings.Group, "error", err)
+		}
 		t.log.Info("trigger stopped", "group", t.settings.Group)
 	}()
 
@@ -131,6 +134,48 @@ func (t *trigger) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// leaveStatic leaves the group by the client's instance id. Sarama does not
+// leave a group it is a static member of, by KIP-345's letter: a replica
+// that crashes and comes back under the same id then takes its partitions
+// back without a rebalance. But a replica that stops cleanly may never come
+// back under that id (a scale-down, a rollout that names pods anew), and
+// its partitions would go unserved until the session timeout. So a clean
+// stop leaves; only a crash keeps the membership.
+func leaveStatic(client sarama.Client, group string) error {
+	conf := client.Config()
+	id := conf.Consumer.Group.InstanceId
+	if id == "" || client.Closed() {
+		return nil
+	}
+	if !conf.Version.IsAtLeast(sarama.V2_4_0_0) {
+		return nil // leaving by instance id needs LeaveGroup v3; the session timeout hands the partitions over
+	}
+	req := &sarama.LeaveGroupRequest{Version: 4, GroupId: group, Members: []sarama.MemberIdentity{{GroupInstanceId: &id}}}
+	if conf.Version.IsAtLeast(sarama.V3_2_0_0) {
+		req.Version = 5
+		reason := "the connector is stopping"
+		req.Members[0].Reason = &reason
+	}
+	coordinator, err := client.Coordinator(group)
+	if err != nil {
+		return fmt.Errorf("finding the coordinator of group %s: %w", group, err)
+	}
+	resp, err := coordinator.LeaveGroup(req)
+	if err != nil {
+		return fmt.Errorf("leaving group %s as %s: %w", group, id, err)
+	}
+	if !errors.Is(resp.Err, sarama.ErrNoError) {
+		return fmt.Errorf("leaving group %s as %s: %w", group, id, resp.Err)
+	}
+	for _, m := range resp.Members {
+		// Unknown: the member was gone already (its session timed out).
+		if !errors.Is(m.Err, sarama.ErrNoError) && !errors.Is(m.Err, sarama.ErrUnknownMemberId) {
+			return fmt.Errorf("leaving group %s as %s: %w", group, id, m.Err)
+		}
+	}
+	return nil
 }
 
 // errTopicsChanged ends a session because a topic appeared or went away.

@@ -42,6 +42,9 @@ func baseSettings(k *kafkaCluster, g *recordingGateway) settings {
 		"shutdown_timeout":      "20s",
 		"log_format":            "json",
 		"log_level":             "info",
+		// Every process of a scenario runs on this host: they would share
+		// its HOSTNAME as their instance id.
+		"instance_id": "",
 	}
 }
 
