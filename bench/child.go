@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rcrowley/go-metrics"
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
@@ -64,6 +65,7 @@ type childOptions struct {
 }
 
 func runChild(o childOptions) error {
+	metrics.UseNilMetrics = true // as the kafka-connector command does
 	cfg, err := config.FromEnv()
 	if err != nil {
 		return err

@@ -17,6 +17,10 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	// A consumer must not create topics: a misspelt annotation would.
 	sc.Metadata.AllowAutoTopicCreation = false
 
+	// The connector's catalog reads the whole cluster's metadata for every
+	// trigger; a trigger's own client needs only its topics'.
+	sc.Metadata.Full = false
+
 	sc.Consumer.Return.Errors = true
 	// The connector itself gives a partition that its group never committed
 	// its start (latest, or a time), before consuming it. What is left to
@@ -46,6 +50,14 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	} else {
 		sc.Consumer.IsolationLevel = sarama.ReadCommitted
 	}
+	return sc
+}
+
+// SaramaMetadata returns the configuration of the client that reads which
+// topics exist, for all triggers at once.
+func (c *Config) SaramaMetadata() *sarama.Config {
+	sc := c.saramaBase()
+	sc.Metadata.AllowAutoTopicCreation = false
 	return sc
 }
 

@@ -42,6 +42,7 @@ type Connector struct {
 	problems map[string]string          // why a function has no trigger, as last logged
 	illegal  map[string]string          // topic names a function asks for that Kafka cannot have, as last logged
 	metrics  *metrics
+	catalog  *catalog
 }
 
 type runningTrigger struct {
@@ -68,6 +69,9 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		problems: make(map[string]string),
 		illegal:  make(map[string]string),
 		metrics:  newMetrics(),
+		// Triggers check for new topics and partitions every rebuild
+		// interval; a look half as old serves them all.
+		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 	}
 }
 
@@ -85,6 +89,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	// their own that only abort ends.
 	triggerCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
+	defer c.catalog.close() // after the triggers have stopped
 	var running sync.WaitGroup
 
 	tick := time.NewTicker(c.cfg.RebuildInterval)
@@ -273,6 +278,7 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		printResponse:     c.cfg.PrintResponse,
 		printResponseBody: c.cfg.PrintResponseBody,
 		checkInterval:     c.cfg.RebuildInterval,
+		catalog:           c.catalog,
 		log:               c.log.With("function", function),
 		metrics:           c.metrics,
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},

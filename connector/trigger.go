@@ -36,6 +36,7 @@ type trigger struct {
 	printResponse     bool
 	printResponseBody bool
 	checkInterval     time.Duration // how often missing topics are looked for
+	catalog           *catalog      // which topics exist, shared by the connector's triggers
 	log               *slog.Logger
 	metrics           *metrics
 	deadLetters       *deadLetterProducer
@@ -100,7 +101,7 @@ func (t *trigger) run(ctx context.Context) {
 	h := &groupHandler{t: t, ctx: ctx, client: client}
 	retry := newRetrier(time.Second, 30*time.Second)
 	for !t.stopping(ctx) {
-		topics, err := t.availableTopics(client)
+		topics, err := t.availableTopics()
 		if err == nil && len(topics) == 0 {
 			t.ready.Store(true) // nothing to consume until a topic exists
 			if !t.wait(ctx, t.checkInterval) {
@@ -195,7 +196,7 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 		watcher.Wait()
 		stopOnDrain()
 	}()
-	partitions := partitionCount(h.client, topics)
+	partitions := t.partitionCount(topics)
 	h.sess = make(chan sarama.ConsumerGroupSession, 1)
 	watcher.Go(func() {
 		// The lag watcher needs the session, which Setup hands over.
@@ -215,8 +216,8 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 			case <-tick.C:
 				// A failed look changes nothing: the session itself fails
 				// if the brokers are gone.
-				now, err := t.availableTopics(h.client)
-				if err == nil && (!slices.Equal(now, topics) || partitionCount(h.client, topics) != partitions) {
+				now, err := t.availableTopics()
+				if err == nil && (!slices.Equal(now, topics) || t.partitionCount(topics) != partitions) {
 					changed.Store(true)
 					cancel()
 					return
@@ -231,14 +232,17 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 	return err
 }
 
-// partitionCount is how many partitions the topics have, as the client's
-// metadata last said. Partitions can only be added, so a change in the sum
-// is a change.
-func partitionCount(client sarama.Client, topics []string) int {
+// partitionCount is how many partitions the topics have, as the catalog
+// last said; 0 when it cannot say. Partitions can only be added, so a
+// change in the sum is a change.
+func (t *trigger) partitionCount(topics []string) int {
+	all, err := t.catalog.lookup()
+	if err != nil {
+		return 0
+	}
 	n := 0
 	for _, topic := range topics {
-		partitions, _ := client.Partitions(topic)
-		n += len(partitions)
+		n += all[topic]
 	}
 	return n
 }
@@ -263,17 +267,14 @@ func (t *trigger) connect(ctx context.Context) sarama.Client {
 // availableTopics returns the trigger's topics that exist in the cluster,
 // in a fixed order. A topic that does not exist (yet) is logged and left
 // out, so that a wrong name in one annotation does not stop the others.
-func (t *trigger) availableTopics(client sarama.Client) ([]string, error) {
-	if err := client.RefreshMetadata(); err != nil {
-		return nil, fmt.Errorf("reading the cluster's metadata: %w", err)
-	}
-	existing, err := client.Topics()
+func (t *trigger) availableTopics() ([]string, error) {
+	existing, err := t.catalog.lookup()
 	if err != nil {
-		return nil, fmt.Errorf("listing the cluster's topics: %w", err)
+		return nil, err
 	}
 	var found, missing []string
 	for _, topic := range t.topics {
-		if slices.Contains(existing, topic) {
+		if _, ok := existing[topic]; ok {
 			found = append(found, topic)
 		} else {
 			missing = append(missing, topic)
