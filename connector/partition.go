@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 )
 
@@ -34,6 +36,9 @@ type partitionWorker struct {
 	metrics *partitionMetrics
 	batch   batch
 	timer   *time.Timer
+	// msg and headers are the filter's view of the message being matched.
+	msg     filter.Message
+	headers []filter.Header
 }
 
 func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partitionWorker {
@@ -71,13 +76,7 @@ func (w *partitionWorker) run() {
 		}
 		w.batch.reset()
 		if next == nil {
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				next = m
-			case <-done:
+			if next = w.await(msgs, done); next == nil {
 				return
 			}
 		}
@@ -104,6 +103,10 @@ func (w *partitionWorker) run() {
 			if !ok {
 				return
 			}
+			if !w.accept(m) {
+				w.batch.skip(m.Offset)
+				continue
+			}
 			if !w.batch.add(m) {
 				next = m
 				break fill
@@ -114,6 +117,9 @@ func (w *partitionWorker) run() {
 		}
 		w.batch.seal()
 		w.metrics.consumed.Add(float64(w.batch.len()))
+		if w.batch.skipped > 0 {
+			w.metrics.filtered.Add(float64(w.batch.skipped))
+		}
 		if w.batch.oversized() {
 			w.log.Warn("message larger than max_bytes; delivering it alone", "offset", w.batch.first,
 				"bytes", len(w.batch.body()), "max_bytes", w.t.settings.MaxBytes)
@@ -121,7 +127,7 @@ func (w *partitionWorker) run() {
 		if !w.deliver() {
 			return
 		}
-		w.commit(w.batch.last + 1)
+		w.commit(w.batch.end + 1)
 	}
 }
 
@@ -229,7 +235,7 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 		"X-Kafka-Partition":    {w.metrics.partition},
 		"X-Kafka-First-Offset": {strconv.FormatInt(b.first, 10)},
 		"X-Kafka-Last-Offset":  {strconv.FormatInt(b.last, 10)},
-		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last)},
+		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last, s.Filter)},
 		"X-Delivery-Attempt":   {strconv.Itoa(attempt)},
 	}
 	if s.Async && s.CallbackURL != "" {
@@ -330,9 +336,16 @@ func backoff(initial, max time.Duration, attempt int) time.Duration {
 }
 
 // idempotencyKey names a batch: the same on every retry of it, different for
-// every other batch of the function.
-func idempotencyKey(function, topic string, partition int32, first, last int64) string {
-	return fmt.Sprintf("%s/%s/%d/%d-%d", function, topic, partition, first, last)
+// every other batch of the function. Under a filter, the same first and last
+// offsets hold other records when the filter changes, so the key names the
+// filter too.
+func idempotencyKey(function, topic string, partition int32, first, last int64, expr string) string {
+	if expr == "" {
+		return fmt.Sprintf("%s/%s/%d/%d-%d", function, topic, partition, first, last)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(expr))
+	return fmt.Sprintf("%s/%s/%d/%d-%d/%08x", function, topic, partition, first, last, h.Sum32())
 }
 
 func describeStatus(resp gateway.Response) string {

@@ -41,6 +41,11 @@ type TriggerSettings struct {
 	// sent as X-Callback-Url.
 	Async       bool
 	CallbackURL string
+	// Filter, when set, is a CEL expression over each message: only the
+	// messages it accepts are delivered, the others are committed unseen.
+	// It is kept as text, compiled by the connector, so that settings stay
+	// comparable.
+	Filter string
 }
 
 // The annotations a function can carry to override the connector-wide
@@ -53,6 +58,7 @@ const (
 	AnnotationDeadLetterTopic = "kafka-dead-letter-topic"
 	AnnotationGroup           = "kafka-group"
 	AnnotationEnabled         = "kafka-enabled"
+	AnnotationFilter          = "kafka-filter"
 )
 
 // AnnotationError is an annotation whose value cannot be used.
@@ -70,7 +76,7 @@ func (e *AnnotationError) Error() string {
 func (s TriggerSettings) WithAnnotations(annotations map[string]string) (TriggerSettings, error) {
 	for _, name := range []string{
 		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
-		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic,
+		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationFilter,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -121,6 +127,12 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad("a Kafka topic name: " + err.Error())
 			}
 			s.DeadLetterTopic = v
+		case AnnotationFilter:
+			// Whether it compiles is the connector's to check.
+			if v == "" {
+				return bad("a CEL expression returning a bool, such as key.startsWith(\"eu-\")")
+			}
+			s.Filter = v
 		}
 	}
 	return s, nil
