@@ -39,6 +39,10 @@ type sink struct {
 	passed     chan struct{}
 	passOnce   sync.Once
 
+	// check, when set, is what the body of every record decoded must
+	// satisfy: that a filter passed only what it should.
+	check func(body string) bool
+
 	// delay, when set, is called with the produce-to-invoke delay of each
 	// record, for bodies that start with their produce time.
 	delay func(producedAt, now time.Time)
@@ -72,7 +76,7 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 		return http.StatusOK, nil // counted as a failure of the run, not retried
 	}
 	for _, r := range e.Records {
-		if len(r.Ckafka.MsgBody) != s.size || r.Ckafka.MsgBodyEncoding != "" {
+		if len(r.Ckafka.MsgBody) != s.size || r.Ckafka.MsgBodyEncoding != "" || s.check != nil && !s.check(r.Ckafka.MsgBody) {
 			s.bad.Add(1)
 		}
 		if s.delay != nil {

@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,1,small,latency", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,latency", "the phases to run, comma-separated")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
 	flag.StringVar(&co.topic, "topic", "", "with -child=consumer: the topic")
@@ -163,7 +163,7 @@ func run(o options) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("1") {
+	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
 			return err
 		}
@@ -211,8 +211,11 @@ func (r runResult) limit() float64 {
 type runResult struct {
 	bare    []*phaseResult       // the limit, measured twice
 	batches map[int]*phaseResult // the connector, by max_messages
-	small   *phaseResult         // the connector, max_messages=1, backlog n/smallerBy
-	latency *latencyResult
+	// filtered is the connector with filterMaxMessages and a filter passing
+	// one message in ten; its messages are those read, not delivered.
+	filtered *phaseResult
+	small    *phaseResult // the connector, max_messages=1, backlog n/smallerBy
+	latency  *latencyResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -254,7 +257,7 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		if !b.phase("bare") {
 			return nil
 		}
-		p, err := b.throughput(r, "bare, "+which, topicBacklog, 0, b.n)
+		p, err := b.throughput(r, "bare, "+which, topicBacklog, 0, b.n, "")
 		if err != nil {
 			return fmt.Errorf("bare consumer: %w", err)
 		}
@@ -270,23 +273,30 @@ func (b *bench) oneRun(r int) (runResult, error) {
 				return rr, err
 			}
 		}
-		if !b.phase(strconv.Itoa(mm)) {
-			continue
+		if b.phase(strconv.Itoa(mm)) {
+			n := b.n
+			if mm == 1 {
+				n = b.n1
+			}
+			p, err := b.throughput(r, "max_messages="+strconv.Itoa(mm), topicBacklog, mm, n, "")
+			if err != nil {
+				return rr, fmt.Errorf("connector, max_messages=%d: %w", mm, err)
+			}
+			rr.batches[mm] = p
 		}
-		n := b.n
-		if mm == 1 {
-			n = b.n1
+		// Right after the unfiltered phase it is compared with.
+		if mm == filterMaxMessages && b.phase("filter") {
+			p, err := b.throughput(r, "filter one in ten", topicBacklog, filterMaxMessages, b.n, oneInTen)
+			if err != nil {
+				return rr, fmt.Errorf("connector, filter passing one in ten: %w", err)
+			}
+			rr.filtered = p
 		}
-		p, err := b.throughput(r, "max_messages="+strconv.Itoa(mm), topicBacklog, mm, n)
-		if err != nil {
-			return rr, fmt.Errorf("connector, max_messages=%d: %w", mm, err)
-		}
-		rr.batches[mm] = p
 	}
 	if b.phase("small") {
 		// max_messages=1 delivers slowest, so its consumer is always as
 		// far ahead as it may read: its memory is the one that would grow.
-		p, err := b.throughput(r, "smaller backlog", topicSmall, 1, min(b.n/smallerBy, b.n1))
+		p, err := b.throughput(r, "smaller backlog", topicSmall, 1, min(b.n/smallerBy, b.n1), "")
 		if err != nil {
 			return rr, fmt.Errorf("connector, smaller backlog: %w", err)
 		}
@@ -320,16 +330,32 @@ func (b *bench) env(group string, maxMessages int) []string {
 }
 
 // subscribe makes the gateway list one function, subscribed to topic, that
-// the sink serves.
-func (b *bench) subscribe(function, topic string, s *sink) {
+// the sink serves; with a kafka-filter when expr is not empty.
+func (b *bench) subscribe(function, topic, expr string, s *sink) {
 	b.gw.Handle(function, s.handle)
-	b.gw.SetFunctions(types.Function{Name: function, Annotations: map[string]string{types.TopicAnnotation: topic}})
+	annotations := map[string]string{types.TopicAnnotation: topic}
+	if expr != "" {
+		annotations[types.AnnotationFilter] = expr
+	}
+	b.gw.SetFunctions(types.Function{Name: function, Annotations: annotations})
 }
+
+// The filter phase: the connector with max_messages=100, as the row it is
+// compared with, and a filter that reads every message's value and passes
+// the messages whose stamp (see messageValue) ends in 0, one in ten.
+const (
+	filterMaxMessages = 100
+	oneInTen          = `value.matches("^[0-9]*0 ")`
+)
+
+// passOneInTen is how many of the first n messages of a backlog oneInTen passes.
+func passOneInTen(n int) int { return (n + 9) / 10 }
 
 // throughput runs one consumer over the backlog of topic until target
 // messages are delivered: the bare consumer group when maxMessages is 0,
-// the connector otherwise.
-func (b *bench) throughput(r int, name, topic string, maxMessages, target int) (*phaseResult, error) {
+// the connector otherwise. With a filter (expr), target messages are read
+// and the phase ends when the function has received those that pass.
+func (b *bench) throughput(r int, name, topic string, maxMessages, target int, expr string) (*phaseResult, error) {
 	slug := strings.Map(func(c rune) rune {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
@@ -349,10 +375,17 @@ func (b *bench) throughput(r int, name, topic string, maxMessages, target int) (
 		o.kind = "connector"
 		s = newSink(target, b.size)
 		s.decodeAll = b.decodeAll
+		if expr != "" { // oneInTen, the only filter measured
+			s.target = int64(passOneInTen(target))
+			s.check = func(body string) bool {
+				stamp, _, _ := strings.Cut(body, " ")
+				return strings.HasSuffix(stamp, "0")
+			}
+		}
 		if topic == topicBacklog && maxMessages == 1 && b.n/smallerBy <= target {
 			s.checkpoint = int64(b.n / smallerBy)
 		}
-		b.subscribe("fn-"+slug, topic, s)
+		b.subscribe("fn-"+slug, topic, expr, s)
 		defer b.gw.SetFunctions()
 		if b.profileDir != "" {
 			base := fmt.Sprintf("%s/%s-run%d", b.profileDir, slug, r)
@@ -489,7 +522,7 @@ func (b *bench) latency(r int) (*latencyResult, error) {
 		mu.Unlock()
 	}
 	fn := fmt.Sprintf("steady-%d", r)
-	b.subscribe(fn, topic, s)
+	b.subscribe(fn, topic, "", s)
 	defer b.gw.SetFunctions()
 	c, err := startChild(childOptions{kind: "connector"}, b.env("bench-"+fn, b.latencyMaxMsgs))
 	if err != nil {

@@ -137,6 +137,9 @@ func table(o options, m machine, runs []runResult) string {
 			label += fmt.Sprintf(" (first %s messages)", count(o.n1))
 		}
 		row(label, func(r runResult) *phaseResult { return r.batches[mm] }, true)
+		if mm == filterMaxMessages {
+			row(fmt.Sprintf("connector, max_messages=%d, kafka-filter passing one in ten", mm), func(r runResult) *phaseResult { return r.filtered }, true)
+		}
 	}
 	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true)
 
@@ -221,6 +224,18 @@ func table(o options, m machine, runs []runResult) string {
 		fmt.Fprintf(&w, "- memory does not grow with the backlog: not judged, the smaller backlog (%s bytes a partition) does not exceed two fetches of %s bytes\n", count(perPartition), count(int(fetch)))
 	} else if len(growth) > 0 {
 		check(fmt.Sprintf("memory does not grow with the backlog: peak RSS of max_messages=1 over the first %s messages of a backlog of %s within %.2f× of over a backlog of %s", count(o.n/smallerBy), count(o.n), targetGrowth, count(o.n/smallerBy)), median(growth) <= targetGrowth, fmt.Sprintf("%.2f×", median(growth)))
+	}
+	// The filter's cost: the backlog read with it, against the same phase
+	// without it, run by run.
+	var filterRatios []float64
+	for _, r := range runs {
+		if f, u := r.filtered, r.batches[filterMaxMessages]; f != nil && u != nil {
+			filterRatios = append(filterRatios, f.rate()/u.rate())
+		}
+	}
+	if len(filterRatios) > 0 {
+		fmt.Fprintf(&w, "\nWith `kafka-filter: %s`, passing one message in ten, the connector reads the backlog at %.2f× the messages a second of the same phase without a filter%s.\n",
+			oneInTen, median(filterRatios), spread(filterRatios, func(f float64) string { return fmt.Sprintf("%.2f×", f) }))
 	}
 	if o.n < 1_000_000 {
 		fmt.Fprintf(&w, "\nThe backlog is smaller than the 1,000,000 messages the targets are set for.\n")

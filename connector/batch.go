@@ -21,6 +21,11 @@ type batch struct {
 	buf         []byte                    // EventStart and the records so far, without EventEnd
 	msgs        []*sarama.ConsumerMessage // the records, for a partial retry or the dead-letter topic
 	first, last int64                     // offsets of the first and last record
+	// end is the offset of the last message read for the batch, in it or
+	// rejected by the filter after it: once the batch is delivered, the
+	// partition is finished up to end. skipped counts the rejected ones.
+	end     int64
+	skipped int
 }
 
 func (b *batch) reset() {
@@ -29,6 +34,7 @@ func (b *batch) reset() {
 	b.buf = append(b.buf, types.EventStart...)
 	clear(b.msgs) // let the messages of the last batch be collected
 	b.msgs = b.msgs[:0]
+	b.skipped = 0
 }
 
 func (b *batch) len() int { return len(b.msgs) }
@@ -67,8 +73,17 @@ func (b *batch) add(m *sarama.ConsumerMessage) bool {
 		b.first = m.Offset
 	}
 	b.last = m.Offset
+	b.end = m.Offset
 	b.msgs = append(b.msgs, m)
 	return true
+}
+
+// skip records a message that the filter rejected while the batch was
+// open: it is finished when the batch is. The batch's records may then
+// have gaps between first and last.
+func (b *batch) skip(offset int64) {
+	b.end = offset
+	b.skipped++
 }
 
 // keepFrom drops the records before offset and encodes the rest again: what
@@ -79,10 +94,12 @@ func (b *batch) keepFrom(offset int64) {
 		i++
 	}
 	rest := slices.Clone(b.msgs[i:])
+	end := b.end
 	b.reset()
 	for _, m := range rest {
 		b.add(m)
 	}
+	b.end = end
 	b.seal()
 }
 

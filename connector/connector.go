@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -43,6 +44,16 @@ type Connector struct {
 	illegal  map[string]string          // topic names a function asks for that Kafka cannot have, as last logged
 	metrics  *metrics
 	catalog  *catalog
+
+	// filters holds the kafka-filter expressions of the last listing,
+	// compiled (or refused) once rather than at every refresh. Only Run's
+	// goroutine uses it.
+	filters map[string]compiledFilter
+}
+
+type compiledFilter struct {
+	f   *filter.Filter
+	err error
 }
 
 type runningTrigger struct {
@@ -72,6 +83,7 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		// Triggers check for new topics and partitions every rebuild
 		// interval; a look half as old serves them all.
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
+		filters: make(map[string]compiledFilter),
 	}
 }
 
@@ -190,6 +202,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 	want := make(map[string]spec)
 	problems := make(map[string]string)
 	illegal := make(map[string]string)
+	filters := make(map[string]compiledFilter)
 	for _, fn := range fns {
 		name := fn.InvokeName()
 		if err := fn.Check(); err != nil {
@@ -221,6 +234,17 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		if err != nil {
 			problems[name] = err.Error()
 			continue
+		}
+		if expr := settings.Filter; expr != "" {
+			cf, ok := c.filters[expr]
+			if !ok {
+				cf.f, cf.err = filter.Compile(expr)
+			}
+			filters[expr] = cf
+			if cf.err != nil {
+				problems[name] = fmt.Sprintf("annotation %s=%q does not compile: %v", types.AnnotationFilter, expr, cf.err)
+				continue
+			}
 		}
 		if !settings.Enabled {
 			continue
@@ -261,6 +285,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		}
 	}
 	c.illegal = illegal
+	c.filters = filters
 	c.metrics.triggers.WithLabelValues("running").Set(float64(len(want)))
 	c.metrics.triggers.WithLabelValues("invalid").Set(float64(len(problems)))
 	return want
@@ -272,6 +297,7 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		function:          function,
 		topics:            s.topics,
 		settings:          s.settings,
+		filter:            c.filters[s.settings.Filter].f,
 		brokers:           c.cfg.Brokers,
 		newSaramaConfig:   func() *sarama.Config { return c.cfg.Sarama(s.settings) },
 		gateway:           c.gateway,

@@ -13,6 +13,7 @@ type metrics struct {
 	registry *prometheus.Registry
 
 	consumed       *prometheus.CounterVec   // function, topic
+	filtered       *prometheus.CounterVec   // function, topic
 	delivered      *prometheus.CounterVec   // function, topic
 	batchSize      *prometheus.HistogramVec // function
 	invocation     *prometheus.HistogramVec // function, status_class
@@ -36,6 +37,10 @@ func newMetrics() *metrics {
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "messages_consumed_total",
 			Help: "Messages read from Kafka and put in a batch.",
+		}, []string{"function", "topic"}),
+		filtered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "messages_filtered_total",
+			Help: "Messages the function's kafka-filter rejected: committed without being delivered.",
 		}, []string{"function", "topic"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "batches_delivered_total",
@@ -97,7 +102,7 @@ func newMetrics() *metrics {
 		}, []string{"function"}),
 	}
 	m.registry.MustRegister(
-		m.consumed, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
+		m.consumed, m.filtered, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
 		m.deadLetters, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -110,7 +115,7 @@ type partitionMetrics struct {
 	m                                               *metrics
 	function, topic, partition                      string
 	consumed, delivered, failures, retries, giveUps prometheus.Counter
-	deadLetters                                     prometheus.Counter
+	deadLetters, filtered                           prometheus.Counter
 	batchSize                                       prometheus.Observer
 	retrying, lag, oldest, committed                prometheus.Gauge
 	invocationOK                                    prometheus.Observer
@@ -121,6 +126,7 @@ func (m *metrics) partition(function, topic string, partition int32) *partitionM
 	return &partitionMetrics{
 		m: m, function: function, topic: topic, partition: p,
 		consumed:     m.consumed.WithLabelValues(function, topic),
+		filtered:     m.filtered.WithLabelValues(function, topic),
 		delivered:    m.delivered.WithLabelValues(function, topic),
 		failures:     m.failures.WithLabelValues(function, topic),
 		retries:      m.retries.WithLabelValues(function, topic),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 )
 
@@ -36,6 +38,9 @@ type partitionWorker struct {
 	meta    string // commit metadata: when the function subscribed to the topic
 	batch   batch
 	timer   *time.Timer
+	// msg and headers are the filter's view of the message being matched.
+	msg     filter.Message
+	headers []filter.Header
 }
 
 func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partitionWorker {
@@ -78,13 +83,7 @@ func (w *partitionWorker) run() {
 		}
 		w.batch.reset()
 		if next == nil {
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					return
-				}
-				next = m
-			case <-done:
+			if next = w.await(msgs, done); next == nil {
 				return
 			}
 		}
@@ -112,6 +111,10 @@ func (w *partitionWorker) run() {
 			if !ok {
 				return
 			}
+			if !w.accept(m) {
+				w.batch.skip(m.Offset)
+				continue
+			}
 			if !w.batch.add(m) {
 				next = m
 				break fill
@@ -122,6 +125,9 @@ func (w *partitionWorker) run() {
 		}
 		w.batch.seal()
 		w.metrics.consumed.Add(float64(w.batch.len()))
+		if w.batch.skipped > 0 {
+			w.metrics.filtered.Add(float64(w.batch.skipped))
+		}
 		if w.batch.oversized() {
 			w.log.Warn("message larger than max_bytes; delivering it alone", "offset", w.batch.first,
 				"bytes", len(w.batch.body()), "max_bytes", w.t.settings.MaxBytes)
@@ -129,7 +135,7 @@ func (w *partitionWorker) run() {
 		if !w.deliver() {
 			return
 		}
-		w.commit(w.batch.last + 1)
+		w.commit(w.batch.end + 1)
 	}
 }
 
@@ -256,7 +262,7 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 		"X-Kafka-Partition":    {w.metrics.partition},
 		"X-Kafka-First-Offset": {strconv.FormatInt(b.first, 10)},
 		"X-Kafka-Last-Offset":  {strconv.FormatInt(b.last, 10)},
-		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last)},
+		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last, s.Filter)},
 		"X-Delivery-Attempt":   {strconv.Itoa(attempt)},
 	}
 	if s.Async && s.CallbackURL != "" {
@@ -357,9 +363,16 @@ func backoff(initial, max time.Duration, attempt int) time.Duration {
 }
 
 // idempotencyKey names a batch: the same on every retry of it, different for
-// every other batch of the function.
-func idempotencyKey(function, topic string, partition int32, first, last int64) string {
-	return fmt.Sprintf("%s/%s/%d/%d-%d", function, topic, partition, first, last)
+// every other batch of the function. Under a filter, the same first and last
+// offsets hold other records when the filter changes, so the key names the
+// filter too.
+func idempotencyKey(function, topic string, partition int32, first, last int64, expr string) string {
+	if expr == "" {
+		return fmt.Sprintf("%s/%s/%d/%d-%d", function, topic, partition, first, last)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(expr))
+	return fmt.Sprintf("%s/%s/%d/%d-%d/%08x", function, topic, partition, first, last, h.Sum32())
 }
 
 func describeStatus(resp gateway.Response) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/types"
 )
@@ -29,6 +30,11 @@ type trigger struct {
 	function string // as invoked: name or name.namespace
 	topics   []string
 	settings types.TriggerSettings
+	// filter, when not nil, is settings.Filter compiled: only the messages
+	// it accepts are delivered. filterFailed is set once an evaluation
+	// failed, so that only the first failure is logged.
+	filter       *filter.Filter
+	filterFailed atomic.Bool
 
 	brokers           []string
 	newSaramaConfig   func() *sarama.Config

@@ -139,7 +139,7 @@ func FuzzFunctionTopics(f *testing.F) {
 
 var annotationNames = []string{
 	AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
-	AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, TopicAnnotation,
+	AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationFilter, TopicAnnotation,
 }
 
 // Whatever a function's annotations say, the settings are either refused

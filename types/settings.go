@@ -44,6 +44,11 @@ type TriggerSettings struct {
 	// sent as X-Callback-Url.
 	Async       bool
 	CallbackURL string
+	// Filter, when set, is a CEL expression over each message: only the
+	// messages it accepts are delivered, the others are committed unseen.
+	// It is kept as text, compiled by the connector, so that settings stay
+	// comparable.
+	Filter string
 }
 
 // The annotations a function can carry to override the connector-wide
@@ -57,6 +62,7 @@ const (
 	AnnotationGroup           = "kafka-group"
 	AnnotationEnabled         = "kafka-enabled"
 	AnnotationIsolationLevel  = "kafka-isolation-level"
+	AnnotationFilter          = "kafka-filter"
 )
 
 // IsolationLevel is which messages of transactional producers a trigger
@@ -97,7 +103,7 @@ func (e *AnnotationError) Error() string {
 func (s TriggerSettings) WithAnnotations(annotations map[string]string) (TriggerSettings, error) {
 	for _, name := range []string{
 		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
-		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel,
+		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel, AnnotationFilter,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -154,6 +160,12 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad("read_committed or read_uncommitted")
 			}
 			s.Isolation = l
+		case AnnotationFilter:
+			// Whether it compiles is the connector's to check.
+			if v == "" {
+				return bad("a CEL expression returning a bool, such as key.startsWith(\"eu-\")")
+			}
+			s.Filter = v
 		}
 	}
 	return s, nil

@@ -172,6 +172,7 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-dead-letter-topic": "orders.dlq"}, func(s TriggerSettings) bool { return s.DeadLetterTopic == "orders.dlq" }, ""},
 		{map[string]string{"kafka-group": "legacy-group"}, func(s TriggerSettings) bool { return s.Group == "legacy-group" }, ""},
 		{map[string]string{"kafka-enabled": "false"}, func(s TriggerSettings) bool { return !s.Enabled }, ""},
+		{map[string]string{"kafka-filter": ` json.type == "order" `}, func(s TriggerSettings) bool { return s.Filter == `json.type == "order"` }, ""},
 		{map[string]string{"unrelated": "x"}, func(s TriggerSettings) bool { return s == base }, ""},
 		{map[string]string{"kafka-max-messages": "0"}, nil, "kafka-max-messages"},
 		{map[string]string{"kafka-max-messages": "10001"}, nil, "kafka-max-messages"},
@@ -182,6 +183,7 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-dead-letter-topic": "bad topic"}, nil, "kafka-dead-letter-topic"},
 		{map[string]string{"kafka-group": " "}, nil, "kafka-group"},
 		{map[string]string{"kafka-enabled": "maybe"}, nil, "kafka-enabled"},
+		{map[string]string{"kafka-filter": " "}, nil, "kafka-filter"},
 	}
 	for _, tc := range tests {
 		got, err := base.WithAnnotations(tc.annotations)

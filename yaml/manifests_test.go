@@ -500,6 +500,7 @@ var knownAnnotations = []string{
 	types.AnnotationMaxWait,
 	types.AnnotationMaxRetries,
 	types.AnnotationDeadLetterTopic,
+	types.AnnotationFilter,
 }
 
 func TestStackFunctionsHaveATopic(t *testing.T) {
