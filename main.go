@@ -25,7 +25,6 @@ import (
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/devmode"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -86,8 +85,7 @@ func runConnector(stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	gw := cfg.Gateway()
 	c := connector.New(cfg, gw, log)
 	log.Info("kafka-connector starting", "version", version, "commit", commit, "config", cfg)
 	if cfg.TLSInsecureSkipVerify {

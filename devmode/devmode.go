@@ -22,7 +22,6 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/types"
 )
@@ -107,8 +106,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	}
 	log.Info("sample messages written; write more with: kafka-connector produce -brokers "+cfg.Brokers[0]+" -topic "+DemoTopic+" 'hello'", "count", len(samples))
 
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	gw := cfg.Gateway()
 	return connector.New(cfg, gw, log).Run(ctx)
 }
 

@@ -45,8 +45,12 @@ func (c *Call) Event() (types.Event, error) {
 // answers 404 to /system/namespaces, as a gateway without namespaces does.
 // Its methods may be called concurrently with requests.
 type Gateway struct {
-	// Username and Password, when set, are required on every request.
+	// Username and Password, when set, are required on /system/*, as an
+	// OpenFaaS gateway requires them; invocations are open.
 	Username, Password string
+	// InvokeAuth requires the credentials on invocations too, as an auth
+	// proxy in front of a gateway may.
+	InvokeAuth bool
 	// NoRecord keeps no calls, for long runs; handlers still see them.
 	NoRecord bool
 
@@ -106,7 +110,7 @@ func (g *Gateway) Calls(function string) []*Call {
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.Username != "" {
+	if g.Username != "" && (g.InvokeAuth || strings.HasPrefix(r.URL.Path, "/system/")) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != g.Username || p != g.Password {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)

@@ -25,7 +25,6 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 )
 
@@ -193,8 +192,7 @@ func (r *Running) Logs() string { return r.logs.String() }
 // test did not stop it before.
 func Start(t testing.TB, cfg config.Config) *Running {
 	t.Helper()
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	gw := cfg.Gateway()
 	logs := &SyncBuffer{}
 	var out io.Writer = logs
 	if testing.Verbose() {
