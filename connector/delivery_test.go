@@ -195,8 +195,14 @@ func TestRecordExtras(t *testing.T) {
 	testkit.Start(t, cfg)
 	ts := time.UnixMilli(1767225600123)
 	client.Produce(&kgo.Record{Topic: "extras", Partition: 0, Value: []byte("v"), Timestamp: ts,
-		Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc")}, {Key: "raw", Value: []byte{0xff}}}})
-	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("curious")).count("extras") == 1 }, "delivered")
+		Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc")}, {Key: "raw", Value: []byte{0xff}}}},
+		&kgo.Record{Topic: "extras", Partition: 0, Value: []byte("bare"), Timestamp: ts})
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("curious")).count("extras") == 2 }, "delivered")
+	for _, c := range gw.Calls("curious") {
+		if bytes.Contains(c.Body, []byte(`"msgBody":"bare"`)) && !bytes.Contains(c.Body, []byte(`"msgBody":"bare","timestamp":1767225600123,"headers":{}}`)) {
+			t.Errorf("a message without headers: %s; want headers {} beside its timestamp", c.Body)
+		}
+	}
 	r := successes(t, gw.Calls("curious")).records["extras"][0][0]
 	if r.Timestamp == nil || *r.Timestamp != ts.UnixMilli() {
 		t.Errorf("timestamp %v, want %d", r.Timestamp, ts.UnixMilli())
