@@ -140,7 +140,9 @@ func startDemoGateway(addr string, out io.Writer) (*demoGateway, error) {
 
 // Produce writes one message per element of messages to topic or, when
 // messages is empty, one per line read from in. key nil writes messages
-// without a key. It returns how many were written and acknowledged.
+// without a key. It returns how many were written and acknowledged. With
+// sc from config.SaramaProducer, the brokers alone decide how large a
+// message may be.
 func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic string, key []byte, messages []string, in io.Reader) (int, error) {
 	producer, err := sarama.NewSyncProducer(brokers, sc)
 	if err != nil {
@@ -153,6 +155,9 @@ func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic str
 			m.Key = sarama.ByteEncoder(key)
 		}
 		if _, _, err := producer.SendMessage(m); err != nil {
+			if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+				return fmt.Errorf("writing a message of %d bytes to %s: %w (the topic's max.message.bytes, or the brokers' message.max.bytes, is smaller)", len(value), topic, err)
+			}
 			return fmt.Errorf("writing to %s: %w", topic, err)
 		}
 		return nil
