@@ -188,6 +188,26 @@ func TestAsynchronousInvocation(t *testing.T) {
 	}
 }
 
+// A gateway without a queue worker answers 404 on /async-function/: the
+// retries go on, with one hint saying so, not one at every retry.
+func TestAsynchronousInvocationWithoutAQueueSaysSoOnce(t *testing.T) {
+	client, gw, cfg := setup(t, "unqueued")
+	gw.NoQueue = true
+	gw.SetFunctions(fn("queued", "unqueued"))
+	cfg.AsynchronousInvocation = true
+	r := testkit.Start(t, cfg)
+	produceSpread(client, "unqueued", 1)
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return strings.Count(r.Logs(), `"msg":"invocation failed; retrying"`) >= 3*partitions
+	}, "every partition retries a few times")
+	if n := strings.Count(r.Logs(), "needs the gateway's queue worker"); n != 1 {
+		t.Errorf("the hint about the queue worker was logged %d times, want once:\n%s", n, r.Logs())
+	}
+	if got := client.Committed("kafka-connector-queued")["unqueued"]; len(got) > 0 {
+		t.Errorf("committed %v while every invocation failed", got)
+	}
+}
+
 func TestRecordExtras(t *testing.T) {
 	client, gw, cfg := setup(t, "extras")
 	gw.SetFunctions(fn("curious", "extras"))

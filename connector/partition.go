@@ -252,6 +252,12 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 	case err != nil:
 		return outcome{failedFrom: -1, failure: err.Error()}
 	case !resp.OK():
+		if s.Async && resp.Status == http.StatusNotFound {
+			w.t.noQueue.Do(func() {
+				w.t.log.Error("the gateway answers 404 Not Found on /async-function/: asynchronous_invocation=true needs the gateway's queue worker, which this gateway may not run; " +
+					"deploy the queue worker or set asynchronous_invocation=false (a 404 also means the gateway does not know the function). Retrying meanwhile")
+			})
+		}
 		return outcome{failedFrom: -1, failure: describeStatus(resp)}
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}

@@ -53,6 +53,9 @@ type Gateway struct {
 	InvokeAuth bool
 	// NoRecord keeps no calls, for long runs; handlers still see them.
 	NoRecord bool
+	// NoQueue answers 404 to /async-function/, as a gateway without a
+	// queue worker does.
+	NoQueue bool
 
 	mu         sync.Mutex
 	namespaces []string
@@ -122,6 +125,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveSystem(w, r)
 	case strings.HasPrefix(r.URL.Path, "/function/") && r.Method == http.MethodPost:
 		g.invoke(w, r, strings.TrimPrefix(r.URL.Path, "/function/"), false)
+	case strings.HasPrefix(r.URL.Path, "/async-function/") && g.NoQueue:
+		http.NotFound(w, r)
 	case strings.HasPrefix(r.URL.Path, "/async-function/") && r.Method == http.MethodPost:
 		g.invoke(w, r, strings.TrimPrefix(r.URL.Path, "/async-function/"), true)
 	default:
