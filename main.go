@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,7 +27,6 @@ import (
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/devmode"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -57,21 +57,25 @@ func main() {
 	// triggers they cost more memory and CPU than the triggers' work. The
 	// connector's own metrics are on /metrics.
 	metrics.UseNilMetrics = true
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// run runs a command until it is done or ctx ends (a stop signal).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "run":
-		return runConnector(stderr)
+		return runConnector(ctx, stderr)
 	case "dev":
-		return runDev(args, stdout, stderr)
+		return runDev(ctx, args, stdout, stderr)
 	case "produce":
-		return runProduce(args, stdin, stdout, stderr)
+		return runProduce(ctx, args, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "kafka-connector %s (commit %s)\n", version, commit)
 		return exitOK
@@ -84,26 +88,27 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 }
 
-func runConnector(stderr io.Writer) int {
+func runConnector(ctx context.Context, stderr io.Writer) int {
 	cfg, log, ok := loadConfig(stderr)
 	if !ok {
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
-	c := connector.New(cfg, gw, log)
+	c := connector.New(cfg, cfg.Gateway(), log)
 	log.Info("kafka-connector starting", "version", version, "commit", commit, "config", cfg)
 	if cfg.TLSInsecureSkipVerify {
 		log.Warn("tls_insecure_skip_verify=true: broker certificates are not checked; use this for testing only")
 	}
-	metrics := promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{})
-	return serve(ctx, cfg, log, c.Ready, metrics, func(ctx context.Context) error { return c.Run(ctx) })
+	// In production the probes and the scraper look for the endpoints at
+	// http_addr: anywhere else they are not found.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		log.Error("cannot serve the health and metrics endpoints", "http_addr", cfg.HTTPAddr, "error", err)
+		return exitFailed
+	}
+	return serve(ctx, ln, log, c)
 }
 
-func runDev(args []string, stdout, stderr io.Writer) int {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts devmode.Options
@@ -129,13 +134,40 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		cfg.GatewayURL = "http://" + opts.GatewayAddr
 	}
 	log.Info("kafka-connector starting in dev mode", "version", version, "commit", commit, "config", cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ready := func() bool { return true }
-	return serve(ctx, cfg, log, ready, nil, func(ctx context.Context) error { return devmode.Run(ctx, cfg, opts, log) })
+	env, err := devmode.Start(ctx, cfg, opts, log)
+	if err != nil {
+		log.Error("cannot start dev mode", "error", err)
+		return exitFailed
+	}
+	defer env.Close()
+	ln, err := listenOrAnyPort(cfg.HTTPAddr, log)
+	if err != nil {
+		log.Error("cannot serve the health and metrics endpoints", "http_addr", cfg.HTTPAddr, "error", err)
+		return exitFailed
+	}
+	return serve(ctx, ln, log, connector.New(env.Config, env.Config.Gateway(), log))
 }
 
-func runProduce(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// listenOrAnyPort listens on addr or, when that port is taken, on a free
+// one of the same host. Dev mode runs beside other local services, and the
+// default :8081 is also that of the faasd provider and many local
+// gateways: the endpoints are worth less than the run, and their address
+// is logged.
+func listenOrAnyPort(addr string, log *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err2 != nil {
+		return nil, err
+	}
+	log.Warn("http_addr cannot be used; serving the health and metrics endpoints on a free port instead", "http_addr", addr, "error", err, "url", endpointURL(ln))
+	return ln, nil
+}
+
+func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated bootstrap brokers")
@@ -159,8 +191,6 @@ func runProduce(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kafka-connector produce: bad configuration: %v\n", err)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	n, err := devmode.Produce(ctx, cfg.SaramaProducer(), strings.Split(*brokers, ","), *topic, k, fs.Args(), stdin)
 	fmt.Fprintf(stdout, "%d messages written to %s\n", n, *topic)
 	if err != nil {
@@ -192,31 +222,25 @@ func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 	return cfg, slog.New(h), true
 }
 
-// serve runs work with the connector's own HTTP endpoints beside it, until
-// work returns. metrics, when not nil, is served on /metrics.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func() bool, metrics http.Handler, work func(context.Context) error) int {
+// serve runs the connector with its own HTTP endpoints beside it, on ln,
+// until it stops.
+func serve(ctx context.Context, ln net.Listener, log *slog.Logger, c *connector.Connector) int {
 	mux := http.NewServeMux()
-	if metrics != nil {
-		mux.Handle("GET /metrics", metrics)
-	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !ready() {
+		if !c.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		log.Error("cannot serve the health endpoints", "http_addr", cfg.HTTPAddr, "error", err)
-		return exitFailed
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving /healthz, /readyz and /metrics", "url", endpointURL(ln))
 
-	err = work(ctx)
+	err := c.Run(ctx)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdownCtx)
@@ -229,4 +253,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(
 	}
 	log.Info("kafka-connector stopped")
 	return exitOK
+}
+
+// endpointURL is where a local client reaches ln: a listener on every
+// interface is reached on the loopback one.
+func endpointURL(ln net.Listener) string {
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return "http://" + ln.Addr().String()
+	}
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -125,9 +126,18 @@ type Config struct {
 	// the CKafka trigger's.
 	RecordExtras bool `envconfig:"record_extras" default:"false" desc:"true or false"`
 
-	// BasicAuth makes every gateway call carry the credentials read from
-	// SecretMountPath/basic-auth-user and basic-auth-password.
+	// BasicAuth makes the calls to the gateway's /system/* API (the
+	// function list) carry the credentials read from
+	// SecretMountPath/basic-auth-user and basic-auth-password. Invocations
+	// never carry them unless GatewayInvokeAuth says so: the gateway
+	// forwards an invocation's headers to the function.
 	BasicAuth bool `envconfig:"basic_auth" default:"false" desc:"true or false"`
+
+	// GatewayInvokeAuth sends the credentials on invocations too, for a
+	// gateway behind an auth proxy that demands them there. Off by default,
+	// because every function then receives the gateway's admin credentials
+	// in its Authorization header.
+	GatewayInvokeAuth bool `envconfig:"gateway_invoke_auth" default:"false" desc:"true or false, and true only with basic_auth=true"`
 
 	// SecretMountPath is the folder holding the gateway credentials.
 	SecretMountPath string `envconfig:"secret_mount_path" default:"/var/secrets" desc:"a folder holding basic-auth-user and basic-auth-password, as basic_auth=true asks"`
@@ -291,6 +301,9 @@ func (c *Config) Validate() error {
 			return fieldError("DeadLetterTopic", c.DeadLetterTopic, err)
 		}
 	}
+	if c.GatewayInvokeAuth && !c.BasicAuth {
+		return fieldError("GatewayInvokeAuth", "true", nil)
+	}
 	if c.CallbackURL != "" {
 		if err := checkURL(c.CallbackURL); err != nil {
 			return fieldError("CallbackURL", c.CallbackURL, err)
@@ -334,6 +347,15 @@ func (c *Config) readGatewaySecrets() error {
 	}
 	c.GatewayPassword, err = read("basic-auth-password")
 	return err
+}
+
+// Gateway returns the client of the configured gateway, with the
+// credentials where the configuration wants them.
+func (c *Config) Gateway() *gateway.Client {
+	gw := gateway.New(c.GatewayURL)
+	gw.Username, gw.Password = c.GatewayUser, c.GatewayPassword
+	gw.InvokeAuth = c.GatewayInvokeAuth
+	return gw
 }
 
 // Trigger returns the connector-wide trigger settings, which a function's

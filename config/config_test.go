@@ -86,6 +86,8 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"retry_backoff_max", "1ms"},
 		{"max_retries", "-2"},
 		{"basic_auth", "yes please"},
+		{"gateway_invoke_auth", "yes please"},
+		{"gateway_invoke_auth", "true"}, // without basic_auth: nothing to send
 		{"log_format", "xml"},
 		{"log_level", "loud"},
 		{"gateway_url", "gateway:8080"},
@@ -140,6 +142,15 @@ func TestGatewaySecrets(t *testing.T) {
 	if s := c.LogValue().String(); strings.Contains(s, "s3cret-value") {
 		t.Errorf("the configuration summary shows the password: %s", s)
 	}
+	if gw := c.Gateway(); gw.Username != "admin" || gw.Password != "s3cret-value" || gw.InvokeAuth {
+		t.Errorf("gateway client with %q/%q, invoke auth %v: want the credentials, not on invocations", gw.Username, gw.Password, gw.InvokeAuth)
+	}
+	t.Setenv("gateway_invoke_auth", "true")
+	if c, err := FromEnv(); err != nil || !c.Gateway().InvokeAuth {
+		t.Errorf("gateway_invoke_auth=true: %v, want a client that sends the credentials on invocations", err)
+	}
+	os.Unsetenv("gateway_invoke_auth")
+	os.Unsetenv("GATEWAY_INVOKE_AUTH")
 
 	t.Setenv("secret_mount_path", filepath.Join(dir, "missing"))
 	_, err = FromEnv()

@@ -22,6 +22,8 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	sc.Metadata.Full = false
 
 	sc.Consumer.Return.Errors = true
+	// Consumer.Fetch.Max stays 0, no limit: at a limit, sarama skips a
+	// message larger than it, which would lose that message.
 	// The connector itself gives a partition that its group never committed
 	// its start (latest, or a time), before consuming it. What is left to
 	// sarama is a committed offset that retention has removed: resuming at
@@ -64,12 +66,30 @@ func (c *Config) SaramaMetadata() *sarama.Config {
 // SaramaProducer returns the configuration of a producer that waits for
 // every in-sync replica: what it writes (dead letters, sample messages) must
 // not be lost once acknowledged.
+//
+// The size of a message is left to the brokers. The consumer reads a
+// message of any size the brokers hold (its Fetch.Max stays 0: at a limit,
+// sarama would skip the larger message, losing it), up to sarama's largest
+// answer, MaxResponseSize (100 MiB). A dead letter is such a message and a
+// few headers, so sarama's own 1 MiB limit would refuse some of them for
+// ever. Instead the limit is sarama's largest request, and each request
+// carries one message: the brokers apply max.message.bytes to a whole
+// record batch, so with one message a batch they judge each message alone,
+// as they did when it was first written, and the answer is theirs.
 func (c *Config) SaramaProducer() *sarama.Config {
 	sc := c.saramaBase()
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
+	sc.Producer.MaxMessageBytes = MaxProducedMessageBytes()
+	sc.Producer.Flush.MaxMessages = 1
 	return sc
+}
+
+// MaxProducedMessageBytes is the largest message the connector's producer
+// sends: sarama's largest request, less room for the request's own fields.
+func MaxProducedMessageBytes() int {
+	return int(sarama.MaxRequestSize) - 64<<10
 }
 
 func (c *Config) saramaBase() *sarama.Config {

@@ -229,8 +229,10 @@ func TestBinaryKeysAndValuesSurvive(t *testing.T) {
 		if !bytes.Equal(key, keys[i]) || (key == nil) != (keys[i] == nil) {
 			t.Errorf("record %d: key %q (encoding %q), want %q", i, key, r.MsgKeyEncoding, keys[i])
 		}
-		if !bytes.Equal(body, values[i]) {
-			t.Errorf("record %d: body %q (encoding %q), want %q", i, body, r.MsgBodyEncoding, values[i])
+		// A null value (a tombstone on a compacted topic) is not an empty one.
+		if !bytes.Equal(body, values[i]) || (body == nil) != (values[i] == nil) || r.Tombstone() != (values[i] == nil) {
+			t.Errorf("record %d: body %q (nil: %v, encoding %q, null %q), want %q (nil: %v)",
+				i, body, body == nil, r.MsgBodyEncoding, r.MsgBodyNull, values[i], values[i] == nil)
 		}
 	}
 	if got[0].MsgBodyEncoding != types.Base64 || got[1].MsgBodyEncoding != "" {

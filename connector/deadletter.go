@@ -1,8 +1,10 @@
 package connector
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/IBM/sarama"
@@ -40,9 +42,13 @@ func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
 		}
 		headers = append(headers, extra...)
 		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderOriginalOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))})
-		letter := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(m.Value), Headers: headers}
+		// A nil key or value stays null, not empty: a tombstone stays one.
+		letter := &sarama.ProducerMessage{Topic: topic, Headers: headers}
 		if m.Key != nil {
 			letter.Key = sarama.ByteEncoder(m.Key)
+		}
+		if m.Value != nil {
+			letter.Value = sarama.ByteEncoder(m.Value)
 		}
 		letters = append(letters, letter)
 	}
@@ -57,12 +63,80 @@ func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
 			return true
 		}
 		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)
-		log.Error("cannot write to the dead-letter topic; retrying, the batch stays uncommitted", "error", err, "retry_in", delay)
+		reason, fix := deadLetterFailure(err)
+		w.t.metrics.deadLetterErrors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
+		if fix != "" {
+			// Retrying goes on, as the cause may be fixed while the
+			// connector runs, but it will not succeed by itself.
+			log.Error("cannot write to the dead-letter topic, and retrying will not help until this is fixed: "+fix+
+				"; the partition waits, uncommitted", "reason", reason, "error", err, "retry_in", delay)
+		} else {
+			log.Error("cannot write to the dead-letter topic; retrying, the batch stays uncommitted", "reason", reason, "error", err, "retry_in", delay)
+		}
 		if !w.sleep(delay) {
 			return false
 		}
 	}
 }
+
+// The reasons a dead-letter write failed, as the dead_letter_errors_total
+// metric counts them. All but the last are permanent: the write fails the
+// same way until someone changes the topic, the brokers or the ACLs.
+const (
+	deadLetterTooLarge      = "too_large"
+	deadLetterUnknownTopic  = "unknown_topic"
+	deadLetterNotAuthorized = "not_authorized"
+	deadLetterTransient     = "transient"
+)
+
+// deadLetterFailure classifies a failed dead-letter write and, for a
+// permanent failure, says what to do about it.
+func deadLetterFailure(err error) (reason, fix string) {
+	var config sarama.ConfigurationError
+	switch {
+	case errors.Is(err, sarama.ErrMessageSizeTooLarge), errors.Is(err, sarama.ErrMessageSetSizeTooLarge),
+		errors.As(err, &config) && strings.Contains(string(config), "MaxMessageBytes"):
+		return deadLetterTooLarge, "a dead letter is larger than the dead-letter topic accepts; " +
+			"give the topic a max.message.bytes (and the brokers a message.max.bytes) at least as large as its source topics'"
+	case errors.Is(err, sarama.ErrUnknownTopicOrPartition), errors.Is(err, sarama.ErrInvalidTopic):
+		return deadLetterUnknownTopic, "the dead-letter topic does not exist, and the brokers do not create topics on demand; create it"
+	case errors.Is(err, sarama.ErrTopicAuthorizationFailed), errors.Is(err, sarama.ErrClusterAuthorizationFailed):
+		return deadLetterNotAuthorized, "the brokers do not let the connector write to the dead-letter topic; " +
+			"grant its user WRITE and DESCRIBE on the topic"
+	default:
+		return deadLetterTransient, ""
+	}
+}
+
+// sendErrors is a failed send of dead letters. sarama's own error for it
+// says only how many messages failed; this one says why, once per cause,
+// and lets errors.Is find each cause.
+type sendErrors struct {
+	failed, sent int
+	causes       []error
+}
+
+func newSendErrors(pes sarama.ProducerErrors, sent int) *sendErrors {
+	e := &sendErrors{failed: len(pes), sent: sent}
+	seen := make(map[string]bool)
+	for _, pe := range pes {
+		if text := pe.Err.Error(); !seen[text] {
+			seen[text] = true
+			e.causes = append(e.causes, pe.Err)
+		}
+	}
+	return e
+}
+
+func (e *sendErrors) Error() string {
+	causes := make([]string, len(e.causes))
+	for i, c := range e.causes {
+		causes[i] = c.Error()
+	}
+	return fmt.Sprintf("%d of %d dead letters not written: %s", e.failed, e.sent, strings.Join(causes, "; "))
+}
+
+func (e *sendErrors) Unwrap() []error { return e.causes }
 
 // deadLetterProducer writes dead letters for one trigger. It connects on
 // first use, as most triggers never need it, and may be used by every
@@ -83,7 +157,12 @@ func (d *deadLetterProducer) send(msgs []*sarama.ProducerMessage) error {
 	if err != nil {
 		return err
 	}
-	return p.SendMessages(msgs)
+	err = p.SendMessages(msgs)
+	var pes sarama.ProducerErrors
+	if errors.As(err, &pes) {
+		return newSendErrors(pes, len(msgs))
+	}
+	return err
 }
 
 // get returns the producer, connecting it first if need be. Connecting

@@ -137,9 +137,8 @@ func TestPartialBatchFailureRetriesFromTheFirstFailedRecord(t *testing.T) {
 		e, _ := c.Event()
 		if !reported && len(e.Records) > 0 && e.Records[0].Ckafka.Offset == 0 {
 			reported = true
-			// Offsets 4 and 6 failed; 99 and the other partition are not
-			// in the batch and must be ignored.
-			return http.StatusOK, []byte(`{"batchItemFailures":[{"partition":0,"offset":6},{"partition":0,"offset":4},{"partition":0,"offset":99},{"partition":2,"offset":1}]}`)
+			// Offsets 4 and 6 failed, reported out of order.
+			return http.StatusOK, []byte(`{"batchItemFailures":[{"partition":0,"offset":6},{"partition":0,"offset":4}]}`)
 		}
 		return http.StatusOK, []byte(`{"batchItemFailures":[]}`)
 	})
@@ -189,6 +188,26 @@ func TestAsynchronousInvocation(t *testing.T) {
 	}
 }
 
+// A gateway without a queue worker answers 404 on /async-function/: the
+// retries go on, with one hint saying so, not one at every retry.
+func TestAsynchronousInvocationWithoutAQueueSaysSoOnce(t *testing.T) {
+	client, gw, cfg := setup(t, "unqueued")
+	gw.NoQueue = true
+	gw.SetFunctions(fn("queued", "unqueued"))
+	cfg.AsynchronousInvocation = true
+	r := testkit.Start(t, cfg)
+	produceSpread(client, "unqueued", 1)
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return strings.Count(r.Logs(), `"msg":"invocation failed; retrying"`) >= 3*partitions
+	}, "every partition retries a few times")
+	if n := strings.Count(r.Logs(), "needs the gateway's queue worker"); n != 1 {
+		t.Errorf("the hint about the queue worker was logged %d times, want once:\n%s", n, r.Logs())
+	}
+	if got := client.Committed("kafka-connector-queued")["unqueued"]; len(got) > 0 {
+		t.Errorf("committed %v while every invocation failed", got)
+	}
+}
+
 func TestRecordExtras(t *testing.T) {
 	client, gw, cfg := setup(t, "extras")
 	gw.SetFunctions(fn("curious", "extras"))
@@ -196,8 +215,14 @@ func TestRecordExtras(t *testing.T) {
 	testkit.Start(t, cfg)
 	ts := time.UnixMilli(1767225600123)
 	client.Produce(&kgo.Record{Topic: "extras", Partition: 0, Value: []byte("v"), Timestamp: ts,
-		Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc")}, {Key: "raw", Value: []byte{0xff}}}})
-	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("curious")).count("extras") == 1 }, "delivered")
+		Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("abc")}, {Key: "raw", Value: []byte{0xff}}}},
+		&kgo.Record{Topic: "extras", Partition: 0, Value: []byte("bare"), Timestamp: ts})
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("curious")).count("extras") == 2 }, "delivered")
+	for _, c := range gw.Calls("curious") {
+		if bytes.Contains(c.Body, []byte(`"msgBody":"bare"`)) && !bytes.Contains(c.Body, []byte(`"msgBody":"bare","timestamp":1767225600123,"headers":{}}`)) {
+			t.Errorf("a message without headers: %s; want headers {} beside its timestamp", c.Body)
+		}
+	}
 	r := successes(t, gw.Calls("curious")).records["extras"][0][0]
 	if r.Timestamp == nil || *r.Timestamp != ts.UnixMilli() {
 		t.Errorf("timestamp %v, want %d", r.Timestamp, ts.UnixMilli())
@@ -440,6 +465,78 @@ func TestUnreadableFailureReportRetriesTheWholeBatch(t *testing.T) {
 			calls := gw.Calls("reporter")
 			if !bytes.Equal(calls[0].Body, calls[1].Body) {
 				t.Errorf("the retry is not the whole batch:\n%s\n%s", calls[0].Body, calls[1].Body)
+			}
+		})
+	}
+}
+
+// A failure report that names a record outside the batch (most often a
+// position, 0 to n-1, given instead of an offset) cannot say which records
+// failed: the whole batch is retried, with a warning quoting the report.
+func TestFailureReportNamingNoRecordOfTheBatchRetriesItWhole(t *testing.T) {
+	tests := []struct {
+		name   string
+		report func(partition int32, first, last int64) string
+	}{
+		{"positions instead of offsets", func(p int32, first, last int64) string {
+			return fmt.Sprintf(`{"batchItemFailures":[{"partition":%d,"offset":%d}]}`, p, last-first)
+		}},
+		{"another partition", func(p int32, first, last int64) string {
+			return fmt.Sprintf(`{"batchItemFailures":[{"partition":%d,"offset":%d}]}`, p+1, first)
+		}},
+		{"past the batch, beside one in it", func(p int32, first, last int64) string {
+			return fmt.Sprintf(`{"batchItemFailures":[{"partition":%d,"offset":%d},{"partition":%d,"offset":%d}]}`, p, last, p, last+100)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			client, gw, cfg := setup(t, "reports")
+			gw.SetFunctions(fn("reporter", "reports"))
+			var mu sync.Mutex
+			reported := -1 // the index of the call answered with the report
+			gw.Handle("reporter", func(c *gatewaytest.Call) (int, []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				e, _ := c.Event()
+				first, last := e.Records[0].Ckafka, e.Records[len(e.Records)-1].Ckafka
+				if reported < 0 && first.Offset >= 5 {
+					reported = len(gw.Calls("reporter"))
+					return http.StatusOK, []byte(tc.report(first.Partition, first.Offset, last.Offset))
+				}
+				return http.StatusOK, nil
+			})
+			produce := func(from, to int) {
+				var recs []*kgo.Record
+				for i := from; i < to; i++ {
+					recs = append(recs, testkit.Record("reports", 0, nil, []byte(strconv.Itoa(i))))
+				}
+				client.Produce(recs...)
+			}
+			// A first delivery, so that the batch reported on starts at an
+			// offset other than 0, as in a partition that has been in use.
+			produce(0, 5)
+			r := testkit.Start(t, cfg)
+			testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("reporter")).count("reports") == 5 },
+				"the first five messages delivered")
+			testkit.Eventually(t, 20*time.Second, func() bool { return client.Committed("kafka-connector-reporter")["reports"][0] == 5 },
+				"the first five messages committed")
+			produce(5, 10)
+			testkit.Eventually(t, 20*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return reported >= 0 && len(gw.Calls("reporter")) > reported+1
+			}, "a call after the report")
+			calls := gw.Calls("reporter")
+			mu.Lock()
+			i := reported
+			mu.Unlock()
+			if !bytes.Equal(calls[i].Body, calls[i+1].Body) {
+				t.Errorf("after the report the function got\n%s\nwant the whole batch again:\n%s", calls[i+1].Body, calls[i].Body)
+			}
+			testkit.Eventually(t, 20*time.Second, func() bool { return client.Committed("kafka-connector-reporter")["reports"][0] == 10 },
+				"everything committed once the retry succeeded")
+			if logs := r.Logs(); !strings.Contains(logs, "batchItemFailures names a record that is not in this batch") || !strings.Contains(logs, `"item_offset"`) {
+				t.Errorf("no warning saying what the function reported in:\n%s", logs)
 			}
 		})
 	}

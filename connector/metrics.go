@@ -28,6 +28,8 @@ type metrics struct {
 	triggers       *prometheus.GaugeVec     // state
 	gatewayErrors  prometheus.Counter
 	functionErrors *prometheus.GaugeVec // function
+	// deadLetterErrors: function, topic (the source), reason
+	deadLetterErrors *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -72,6 +74,10 @@ func newMetrics() *metrics {
 			Namespace: ns, Name: "dead_letter_messages_total",
 			Help: "Messages written to the dead-letter topic.",
 		}, []string{"function", "topic"}),
+		deadLetterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letter_errors_total",
+			Help: "Failed writes to the dead-letter topic, by reason: too_large, unknown_topic and not_authorized will not succeed until the topic, the brokers or the ACLs change; transient may.",
+		}, []string{"function", "topic", "reason"}),
 		retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "retrying_partitions",
 			Help: "Partitions whose current batch is waiting to be retried.",
@@ -103,7 +109,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.consumed, m.filtered, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
-		m.deadLetters, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
+		m.deadLetters, m.deadLetterErrors, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

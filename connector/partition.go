@@ -285,6 +285,12 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 	case err != nil:
 		return outcome{failedFrom: -1, failure: err.Error()}
 	case !resp.OK():
+		if s.Async && resp.Status == http.StatusNotFound {
+			w.t.noQueue.Do(func() {
+				w.t.log.Error("the gateway answers 404 Not Found on /async-function/: asynchronous_invocation=true needs the gateway's queue worker, which this gateway may not run; " +
+					"deploy the queue worker or set asynchronous_invocation=false (a 404 also means the gateway does not know the function). Retrying meanwhile")
+			})
+		}
 		return outcome{failedFrom: -1, failure: describeStatus(resp)}
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}
@@ -307,9 +313,11 @@ type batchItemFailures struct {
 // firstFailed reads a partial batch result from a 2xx body and returns the
 // lowest failed offset of this batch. A body that does not mention
 // batchItemFailures, or an empty list, means the whole batch succeeded. A
-// report that cannot be read, or an entry without a numeric partition and
-// offset, fails the whole batch: the function said something failed, and
-// guessing what would lose it.
+// report that cannot be read, an entry without a numeric partition and
+// offset, or one that names no record of this batch, fails the whole batch:
+// the function said something failed, and guessing what would lose it. A
+// function that counts its records 0, 1, 2... instead of giving their
+// offsets is the usual cause of the last.
 func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
 	if !bytes.Contains(body, []byte(`"batchItemFailures"`)) {
 		return 0, false // the common case, without parsing
@@ -326,9 +334,10 @@ func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
 			w.batchLog().Warn(`a batchItemFailures entry lacks a numeric "partition" and "offset"; retrying the whole batch`)
 			return w.batch.first, true
 		case *f.Partition != w.claim.Partition() || *f.Offset < w.batch.first || *f.Offset > w.batch.last:
-			w.batchLog().Warn("batchItemFailures names a record that is not in this batch; ignoring it",
-				"item_partition", *f.Partition, "item_offset", *f.Offset)
-			continue
+			w.batchLog().Warn(`batchItemFailures names a record that is not in this batch; retrying the whole batch. `+
+				`Name each failed record by the "partition" and "offset" it has in the event, not by its position`,
+				"item_partition", *f.Partition, "item_offset", *f.Offset, "answer", fmt.Sprintf("%.200q", body))
+			return w.batch.first, true
 		}
 		if !found || *f.Offset < first {
 			first, found = *f.Offset, true

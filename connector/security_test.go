@@ -1,8 +1,10 @@
 package connector_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +140,34 @@ func TestTLSAndSASL(t *testing.T) {
 			for _, leak := range []string{"not-the-password", "admin-secret"} {
 				if strings.Contains(r.Logs(), leak) {
 					t.Errorf("the log shows a secret:\n%s", r.Logs())
+				}
+			}
+		})
+	}
+}
+
+// The gateway's credentials are its admin credentials, and a gateway hands
+// an invocation's headers to the function: they reach a function only when
+// gateway_invoke_auth asks for it, for a proxy that demands them.
+func TestGatewayCredentialsStayOffInvocations(t *testing.T) {
+	for _, invokeAuth := range []bool{false, true} {
+		t.Run("gateway_invoke_auth="+strconv.FormatBool(invokeAuth), func(t *testing.T) {
+			client, gw, cfg := setup(t, "guarded")
+			gw.Username, gw.Password, gw.InvokeAuth = "admin", "gateway-secret", invokeAuth
+			gw.SetFunctions(fn("guarded-fn", "guarded"))
+			cfg.BasicAuth, cfg.GatewayUser, cfg.GatewayPassword = true, "admin", "gateway-secret"
+			cfg.GatewayInvokeAuth = invokeAuth
+			testkit.Start(t, cfg)
+			client.Produce(testkit.Record("guarded", 0, nil, []byte("m")))
+			testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("guarded-fn")).count("guarded") == 1 },
+				"the function listed with the credentials is invoked")
+			for _, c := range gw.Calls("guarded-fn") {
+				user, password, sent := (&http.Request{Header: c.Header}).BasicAuth()
+				if sent != invokeAuth {
+					t.Errorf("the function received Authorization %q; want it only with gateway_invoke_auth=true", c.Header.Get("Authorization"))
+				}
+				if invokeAuth && (user != "admin" || password != "gateway-secret") {
+					t.Errorf("the invocation carried %q:%q, want the gateway's credentials", user, password)
 				}
 			}
 		})

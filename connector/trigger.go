@@ -48,6 +48,9 @@ type trigger struct {
 	deadLetters       *deadLetterProducer
 
 	ready atomic.Bool // in a group session, or idle for want of topics
+	// noQueue logs, once, that the gateway has no queue for asynchronous
+	// invocations: every partition's every retry would say it again.
+	noQueue sync.Once
 	// missing is the topics last logged as missing, so that the same
 	// warning is not repeated at every check. Only run's goroutine and the
 	// watcher it waits for use it, one after the other.

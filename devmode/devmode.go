@@ -22,7 +22,6 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/types"
 )
@@ -48,10 +47,21 @@ type Options struct {
 	Out io.Writer
 }
 
-// Run starts the embedded broker and, unless opts.GatewayURL is set, the
-// demo gateway; writes the sample messages; and runs the connector with cfg
-// pointed at them until ctx ends.
-func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger) error {
+// Env is what dev mode runs the connector in: the embedded broker, holding
+// the sample messages, and the demo gateway unless a real one was given.
+type Env struct {
+	// Config is the configuration given to Start, pointed at them.
+	Config config.Config
+
+	cluster *kfake.Cluster
+	gateway *demoGateway // nil with a real gateway
+	served  sync.WaitGroup
+}
+
+// Start starts the embedded broker and, unless opts.GatewayURL is set, the
+// demo gateway, and writes the sample messages. The connector is the
+// caller's to run, with Env.Config; Close stops what Start started.
+func Start(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger) (*Env, error) {
 	if opts.KafkaAddr == "" {
 		opts.KafkaAddr = "127.0.0.1:9092"
 	}
@@ -63,11 +73,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	}
 	_, portText, err := net.SplitHostPort(opts.KafkaAddr)
 	if err != nil {
-		return fmt.Errorf("kafka address %q: %w", opts.KafkaAddr, err)
+		return nil, fmt.Errorf("kafka address %q: %w", opts.KafkaAddr, err)
 	}
 	port, err := strconv.Atoi(portText)
 	if err != nil {
-		return fmt.Errorf("kafka address %q: port is not a number", opts.KafkaAddr)
+		return nil, fmt.Errorf("kafka address %q: port is not a number", opts.KafkaAddr)
 	}
 	cluster, err := kfake.NewCluster(
 		kfake.Ports(port),
@@ -76,40 +86,57 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		kfake.SeedTopics(3, DemoTopic),
 	)
 	if err != nil {
-		return fmt.Errorf("starting the embedded kafka broker on %s: %w", opts.KafkaAddr, err)
+		return nil, fmt.Errorf("starting the embedded kafka broker on %s: %w (use -kafka-addr to choose another)", opts.KafkaAddr, err)
 	}
-	defer cluster.Close()
-	cfg.Brokers = cluster.ListenAddrs()
-	log.Info("embedded kafka broker started", "brokers", cfg.Brokers, "topic", DemoTopic)
+	e := &Env{Config: cfg, cluster: cluster}
+	e.Config.Brokers = cluster.ListenAddrs()
+	log.Info("embedded kafka broker started", "brokers", e.Config.Brokers, "topic", DemoTopic)
 
-	var servers sync.WaitGroup
-	defer servers.Wait()
 	if opts.GatewayURL == "" {
 		srv, err := startDemoGateway(opts.GatewayAddr, opts.Out)
 		if err != nil {
-			return err
+			e.Close()
+			return nil, err
 		}
-		servers.Go(func() { srv.Serve() })
-		defer srv.Close()
-		cfg.GatewayURL = "http://" + srv.addr
-		log.Info("demo gateway started", "url", cfg.GatewayURL, "function", DemoFunction, "topic", DemoTopic)
+		e.gateway = srv
+		e.served.Go(func() { srv.Serve() })
+		e.Config.GatewayURL = "http://" + srv.addr
+		log.Info("demo gateway started", "url", e.Config.GatewayURL, "function", DemoFunction, "topic", DemoTopic)
 	} else {
-		cfg.GatewayURL = opts.GatewayURL
-		log.Info("using the gateway at " + cfg.GatewayURL + "; annotate a function with topic=" + DemoTopic + " to feed it")
+		e.Config.GatewayURL = opts.GatewayURL
+		log.Info("using the gateway at " + e.Config.GatewayURL + "; annotate a function with topic=" + DemoTopic + " to feed it")
 	}
 
 	samples := make([]string, opts.Samples)
 	for i := range samples {
 		samples[i] = fmt.Sprintf(`{"sample":%d,"message":"Hello from kafka-connector"}`, i+1)
 	}
-	if _, err := Produce(ctx, cfg.SaramaProducer(), cfg.Brokers, DemoTopic, nil, samples, nil); err != nil {
-		return fmt.Errorf("writing the sample messages: %w", err)
+	if _, err := Produce(ctx, e.Config.SaramaProducer(), e.Config.Brokers, DemoTopic, nil, samples, nil); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("writing the sample messages: %w", err)
 	}
-	log.Info("sample messages written; write more with: kafka-connector produce -brokers "+cfg.Brokers[0]+" -topic "+DemoTopic+" 'hello'", "count", len(samples))
+	log.Info("sample messages written; write more with: kafka-connector produce -brokers "+e.Config.Brokers[0]+" -topic "+DemoTopic+" 'hello'", "count", len(samples))
+	return e, nil
+}
 
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
-	return connector.New(cfg, gw, log).Run(ctx)
+// Close stops the demo gateway and the embedded broker.
+func (e *Env) Close() {
+	if e.gateway != nil {
+		e.gateway.Close()
+	}
+	e.served.Wait()
+	e.cluster.Close()
+}
+
+// Run starts the dev mode's environment and runs the connector in it until
+// ctx ends.
+func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger) error {
+	e, err := Start(ctx, cfg, opts, log)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	return connector.New(e.Config, e.Config.Gateway(), log).Run(ctx)
 }
 
 type demoGateway struct {
@@ -142,7 +169,9 @@ func startDemoGateway(addr string, out io.Writer) (*demoGateway, error) {
 
 // Produce writes one message per element of messages to topic or, when
 // messages is empty, one per line read from in. key nil writes messages
-// without a key. It returns how many were written and acknowledged.
+// without a key. It returns how many were written and acknowledged. With
+// sc from config.SaramaProducer, the brokers alone decide how large a
+// message may be.
 func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic string, key []byte, messages []string, in io.Reader) (int, error) {
 	producer, err := sarama.NewSyncProducer(brokers, sc)
 	if err != nil {
@@ -155,6 +184,9 @@ func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic str
 			m.Key = sarama.ByteEncoder(key)
 		}
 		if _, _, err := producer.SendMessage(m); err != nil {
+			if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+				return fmt.Errorf("writing a message of %d bytes to %s: %w (the topic's max.message.bytes, or the brokers' message.max.bytes, is smaller)", len(value), topic, err)
+			}
 			return fmt.Errorf("writing to %s: %w", topic, err)
 		}
 		return nil

@@ -2,11 +2,13 @@ package devmode
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
@@ -52,5 +54,29 @@ func TestProduceReadsLinesWhenNoMessageIsGiven(t *testing.T) {
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 	if total != 3 {
 		t.Errorf("the topic holds %d messages, want 3", total)
+	}
+}
+
+// The brokers, not the producer, decide how large a message may be: the
+// topic's limit is what the operator set, and sarama's 1 MiB is not it.
+func TestProduceWritesWhatTheBrokersAccept(t *testing.T) {
+	const limit = 4 << 20
+	cluster := testkit.ClusterWith(t, 1, []string{"large"}, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(limit)}))
+	cfg := testkit.Config(t, cluster, "http://unused")
+	tests := []struct {
+		size    int
+		wantErr string
+	}{
+		{2 << 20, ""},
+		{limit + 1, "max.message.bytes"},
+	}
+	for _, tc := range tests {
+		n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "large", nil, []string{strings.Repeat("m", tc.size)}, nil)
+		switch {
+		case tc.wantErr == "" && (err != nil || n != 1):
+			t.Errorf("a message of %d bytes under a limit of %d: wrote %d, %v", tc.size, limit, n, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("a message of %d bytes over a limit of %d: wrote %d, %v; want an error naming %s", tc.size, limit, n, err, tc.wantErr)
+		}
 	}
 }

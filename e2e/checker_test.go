@@ -300,20 +300,21 @@ func checkRecord(v *verdict, function string, p tp, r types.Record, ck map[strin
 	if m.Key != nil && (!utf8.Valid(m.Key) || string(m.Key) == types.NoKey) {
 		want = append(want, "msgKeyEncoding")
 	}
-	if !utf8.Valid(m.Value) {
+	// A null value is marked, an empty one is not.
+	switch {
+	case m.Value == nil:
+		want = append(want, "msgBodyNull")
+	case !utf8.Valid(m.Value):
 		want = append(want, "msgBodyEncoding")
 	}
 	if extras {
-		want = append(want, "timestamp")
-		if len(m.Headers) > 0 {
-			want = append(want, "headers")
-		}
+		want = append(want, "timestamp", "headers")
 	}
 	if !sameKeys(ck, want...) {
 		v.problem("record has the wrong fields", "%s %s offset %d: fields %v, want %v", function, p, r.Offset, keysOf(ck), sorted(want))
 		return
 	}
-	for _, f := range []string{"topic", "msgKey", "msgBody", "msgKeyEncoding", "msgBodyEncoding"} {
+	for _, f := range []string{"topic", "msgKey", "msgBody", "msgKeyEncoding", "msgBodyEncoding", "msgBodyNull"} {
 		if x, ok := ck[f]; ok {
 			if _, isString := x.(string); !isString {
 				v.problem("record field of the wrong type", "%s %s offset %d: %s is %T", function, p, r.Offset, f, x)
@@ -333,12 +334,15 @@ func checkRecord(v *verdict, function string, p tp, r types.Record, ck map[strin
 			function, p, r.Offset, key, r.MsgKey, r.MsgKeyEncoding, err, m.Key, m.Key == nil)
 	}
 	body, err := r.Body()
-	if err != nil || !bytes.Equal(body, m.Value) {
-		v.problem("value not delivered as produced", "%s %s offset %d: got %d bytes %.60q (encoding %q, %v), produced %d bytes %.60q",
-			function, p, r.Offset, len(body), body, r.MsgBodyEncoding, err, len(m.Value), m.Value)
+	if err != nil || !bytes.Equal(body, m.Value) || (body == nil) != (m.Value == nil) {
+		v.problem("value not delivered as produced", "%s %s offset %d: got %d bytes %.60q (nil: %v, encoding %q, %v), produced %d bytes %.60q (nil: %v)",
+			function, p, r.Offset, len(body), body, body == nil, r.MsgBodyEncoding, err, len(m.Value), m.Value, m.Value == nil)
 	}
-	if extras && len(m.Headers) > 0 {
-		hs, _ := ck["headers"].(map[string]any)
+	if extras {
+		hs, isObject := ck["headers"].(map[string]any)
+		if !isObject {
+			v.problem("record field of the wrong type", "%s %s offset %d: headers is %T", function, p, r.Offset, ck["headers"])
+		}
 		want := map[string][]string{}
 		for _, h := range m.Headers {
 			name := headerText([]byte(h.Key))

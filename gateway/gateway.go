@@ -34,8 +34,14 @@ type Client struct {
 	// URL is the gateway's base URL, such as http://gateway:8080.
 	URL string
 	// Username and Password, when Username is not empty, are sent as HTTP
-	// basic auth with every call.
+	// basic auth on /system/* calls: they are the gateway's admin
+	// credentials, and the gateway protects only /system/*.
 	Username, Password string
+	// InvokeAuth sends the credentials on invocations too, for a gateway
+	// behind a proxy that demands them there. Off by default: the gateway
+	// forwards an invocation's headers, Authorization included, to the
+	// function, which would then hold the admin credentials.
+	InvokeAuth bool
 	// HTTP is the client used for every call; nil means http.DefaultClient.
 	// New sets one tuned for the connector. Timeouts come from the contexts
 	// passed in, not from the client.
@@ -113,7 +119,9 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
-	c.auth(req)
+	if c.InvokeAuth {
+		c.auth(req)
+	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)

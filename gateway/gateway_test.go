@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -118,19 +119,44 @@ func TestFunctionsAcrossNamespaces(t *testing.T) {
 	}
 }
 
-func TestBasicAuthOnEveryCall(t *testing.T) {
-	c, _, auths := server(t, map[string]answer{"/system/functions": {200, `[]`}, "/function/f": {200, ""}})
-	c.Username, c.Password = "admin", "pw"
-	if _, err := c.Functions(context.Background()); err != nil {
-		t.Fatal(err)
+// The credentials are the gateway's admin credentials, and the gateway
+// forwards an invocation's headers to the function: they go to /system/*
+// only, unless InvokeAuth asks for them on invocations too.
+func TestCredentialsGoToTheSystemAPIOnly(t *testing.T) {
+	tests := []struct {
+		name       string
+		invokeAuth bool
+		want       map[string]string // path to the credentials it received
+	}{
+		{"default", false, map[string]string{
+			"/system/namespaces": "admin:pw", "/system/functions": "admin:pw",
+			"/function/f": ":", "/async-function/f": ":",
+		}},
+		{"gateway_invoke_auth", true, map[string]string{
+			"/system/namespaces": "admin:pw", "/system/functions": "admin:pw",
+			"/function/f": "admin:pw", "/async-function/f": "admin:pw",
+		}},
 	}
-	if _, err := c.Invoke(context.Background(), gateway.Request{Function: "f"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range *auths {
-		if a != "admin:pw" {
-			t.Errorf("a call carried credentials %q", a)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, paths, auths := server(t, map[string]answer{"/system/functions": {200, `[]`}, "/function/f": {200, ""}, "/async-function/f": {202, ""}})
+			c.Username, c.Password, c.InvokeAuth = "admin", "pw", tc.invokeAuth
+			if _, err := c.Functions(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, async := range []bool{false, true} {
+				if _, err := c.Invoke(context.Background(), gateway.Request{Function: "f", Async: async}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := map[string]string{}
+			for i, p := range *paths {
+				got[p] = (*auths)[i]
+			}
+			if !maps.Equal(got, tc.want) {
+				t.Errorf("credentials by path %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,10 @@ import (
 //
 //	{"Records":[{"Ckafka":{"topic":"orders","partition":1,"offset":36,"msgKey":"None","msgBody":"..."}}]}
 //
+// Beyond the CKafka fields, a record may carry markers, always strings:
+// msgKeyEncoding and msgBodyEncoding ("base64") for bytes that are not
+// UTF-8, and msgBodyNull ("true") for a null value.
+//
 // The connector writes it with AppendRecord; Event is for reading it back
 // (functions written in Go, tests, the demo function).
 type Event struct {
@@ -37,14 +41,19 @@ type Record struct {
 	// that is not UTF-8, or that is the text None itself.
 	MsgKey         string `json:"msgKey"`
 	MsgKeyEncoding string `json:"msgKeyEncoding,omitempty"`
-	// MsgBody is the value as text, "" for a message without a value, or
+	// MsgBody is the value as text, "" for an empty or null value, or
 	// base64 when MsgBodyEncoding says so.
 	MsgBody         string `json:"msgBody"`
 	MsgBodyEncoding string `json:"msgBodyEncoding,omitempty"`
+	// MsgBodyNull is "true" for a message whose value is null rather than
+	// empty: a tombstone, which on a compacted topic deletes its key. It is
+	// absent otherwise. A string, as every field of the CKafka event is.
+	MsgBodyNull string `json:"msgBodyNull,omitempty"`
 	// Timestamp (Unix milliseconds) and Headers are sent only when the
-	// connector runs with record_extras=true. A header name or value that
-	// is not valid UTF-8 is base64 with the prefix "base64:"; the values of
-	// a name that appears more than once are joined by ", ".
+	// connector runs with record_extras=true; then both are always there,
+	// Headers empty ({}) for a message without headers. A header name or
+	// value that is not valid UTF-8 is base64 with the prefix "base64:";
+	// the values of a name that appears more than once are joined by ", ".
 	Timestamp *int64            `json:"timestamp,omitempty"`
 	Headers   map[string]string `json:"headers,omitempty"`
 }
@@ -64,9 +73,31 @@ func (r Record) Key() ([]byte, error) {
 	return decodeField("msgKey", r.MsgKey, r.MsgKeyEncoding)
 }
 
-// Body returns the message value as it was in Kafka.
+// True is the value of a marker field that is set, such as msgBodyNull.
+const True = "true"
+
+// Tombstone reports whether the message's value was null: on a compacted
+// topic, the deletion of its key.
+func (r Record) Tombstone() bool { return r.MsgBodyNull == True }
+
+// Body returns the message value as it was in Kafka: nil for a null value
+// (a tombstone), empty but not nil for an empty one.
 func (r Record) Body() ([]byte, error) {
-	return decodeField("msgBody", r.MsgBody, r.MsgBodyEncoding)
+	switch r.MsgBodyNull {
+	case "":
+	case True:
+		if r.MsgBody != "" {
+			return nil, fmt.Errorf("msgBodyNull %q with msgBody %q: a null value has no body", r.MsgBodyNull, r.MsgBody)
+		}
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("msgBodyNull %q: want %q or nothing", r.MsgBodyNull, True)
+	}
+	b, err := decodeField("msgBody", r.MsgBody, r.MsgBodyEncoding)
+	if err == nil && b == nil {
+		b = []byte{}
+	}
+	return b, err
 }
 
 func decodeField(name, s, encoding string) ([]byte, error) {
@@ -86,7 +117,7 @@ type Message struct {
 	Partition int32
 	Offset    int64
 	Key       []byte // nil when the message has no key
-	Value     []byte
+	Value     []byte // nil when the value is null (a tombstone)
 	Timestamp time.Time
 	Headers   []Header
 }
@@ -125,13 +156,20 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 	default:
 		dst = appendField(dst, `,"msgKey":`, `,"msgKeyEncoding":"base64"`, m.Key)
 	}
-	dst = appendField(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64"`, m.Value)
+	if m.Value == nil {
+		// A null value is not an empty one: on a compacted topic it
+		// deletes the key. msgBody stays a string, as in the CKafka event,
+		// and a marker beside it tells the two apart.
+		dst = append(dst, `,"msgBody":"","msgBodyNull":"true"`...)
+	} else {
+		dst = appendField(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64"`, m.Value)
+	}
 	if extras {
 		dst = append(dst, `,"timestamp":`...)
 		dst = strconv.AppendInt(dst, m.Timestamp.UnixMilli(), 10)
-		if len(m.Headers) > 0 {
-			dst = appendHeaders(dst, m.Headers)
-		}
+		// Always there, empty when there are none: a function reads the
+		// same fields from every record.
+		dst = appendHeaders(dst, m.Headers)
 	}
 	return append(dst, "}}"...)
 }

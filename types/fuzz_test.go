@@ -14,15 +14,21 @@ import (
 )
 
 // Any key and value bytes give a valid event that decodes back to the same
-// bytes, with exactly the fields the format allows.
+// bytes, a null value included, with exactly the fields the format allows.
 func FuzzAppendRecord(f *testing.F) {
-	f.Add("orders", int32(1), int64(36), []byte("key"), false, []byte("Hello from Ckafka!"), false, []byte("trace"), []byte("abc"), int64(1700000000123))
-	f.Fuzz(func(t *testing.T, topic string, partition int32, offset int64, key []byte, noKey bool, value []byte, extras bool, hkey, hvalue []byte, ms int64) {
+	f.Add("orders", int32(1), int64(36), []byte("key"), false, []byte("Hello from Ckafka!"), false, false, []byte("trace"), []byte("abc"), int64(1700000000123))
+	f.Fuzz(func(t *testing.T, topic string, partition int32, offset int64, key []byte, noKey bool, value []byte, noValue, extras bool, hkey, hvalue []byte, ms int64) {
 		if !utf8.ValidString(topic) {
 			t.Skip("topic names are ASCII: Kafka and the connector refuse others")
 		}
 		if noKey {
 			key = nil
+		}
+		switch {
+		case noValue:
+			value = nil
+		case value == nil:
+			value = []byte{} // not null: the fuzzer says so with noValue
 		}
 		m := Message{Topic: topic, Partition: partition, Offset: offset, Key: key, Value: value, Timestamp: time.UnixMilli(ms)}
 		if hkey != nil {
@@ -50,14 +56,14 @@ func FuzzAppendRecord(f *testing.F) {
 		if key != nil && (!utf8.Valid(key) || string(key) == NoKey) {
 			want = append(want, "msgKeyEncoding")
 		}
-		if !utf8.Valid(value) {
+		switch {
+		case value == nil:
+			want = append(want, "msgBodyNull")
+		case !utf8.Valid(value):
 			want = append(want, "msgBodyEncoding")
 		}
 		if extras {
-			want = append(want, "timestamp")
-			if len(m.Headers) > 0 {
-				want = append(want, "headers")
-			}
+			want = append(want, "timestamp", "headers")
 		}
 		var got []string
 		for k := range generic.Records[0].Ckafka {
@@ -85,14 +91,18 @@ func FuzzAppendRecord(f *testing.F) {
 				gotKey, gotKey == nil, r.MsgKey, r.MsgKeyEncoding, err, key, key == nil)
 		}
 		gotValue, err := r.Body()
-		if err != nil || !bytes.Equal(gotValue, value) {
-			t.Errorf("value %q (encoding %q, %v), want %q", gotValue, r.MsgBodyEncoding, err, value)
+		if err != nil || !bytes.Equal(gotValue, value) || (gotValue == nil) != (value == nil) || r.Tombstone() != (value == nil) {
+			t.Errorf("value %q (nil: %v, msgBody %q, encoding %q, null %q, %v), want %q (nil: %v)",
+				gotValue, gotValue == nil, r.MsgBody, r.MsgBodyEncoding, r.MsgBodyNull, err, value, value == nil)
 		}
 		if !extras {
 			return
 		}
 		if r.Timestamp == nil || *r.Timestamp != ms {
 			t.Errorf("timestamp %v, want %d", r.Timestamp, ms)
+		}
+		if r.Headers == nil {
+			t.Errorf("no headers object: %q", body)
 		}
 		if len(m.Headers) > 0 {
 			if v, ok := r.Headers[headerTextOf(hkey)]; !ok || v != headerTextOf(hvalue) {

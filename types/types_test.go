@@ -63,8 +63,11 @@ func TestKeysAndValuesRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(value, tc.value) {
-				t.Errorf("value %q, want %q", value, tc.value)
+			if !bytes.Equal(value, tc.value) || (value == nil) != (tc.value == nil) {
+				t.Errorf("value %q (nil: %v), want %q (nil: %v)", value, value == nil, tc.value, tc.value == nil)
+			}
+			if r.Tombstone() != (tc.value == nil) {
+				t.Errorf("tombstone %v for the value %q (nil: %v)", r.Tombstone(), tc.value, tc.value == nil)
 			}
 			if r.MsgBodyEncoding != tc.wantEncoding {
 				t.Errorf("msgBodyEncoding %q, want %q", r.MsgBodyEncoding, tc.wantEncoding)
@@ -75,6 +78,48 @@ func TestKeysAndValuesRoundTrip(t *testing.T) {
 			}
 			if !bytes.Equal(key, tc.key) || (key == nil) != (tc.key == nil) {
 				t.Errorf("key %q, want %q", key, tc.key)
+			}
+		})
+	}
+}
+
+// A null value (a tombstone on a compacted topic) and an empty one both have
+// the msgBody "", as in the CKafka event; a marker beside it, only for the
+// null one, tells them apart.
+func TestNullAndEmptyValuesDiffer(t *testing.T) {
+	got := encode(false,
+		Message{Topic: "t", Offset: 1, Key: []byte("gone"), Value: nil},
+		Message{Topic: "t", Offset: 2, Key: []byte("blank"), Value: []byte{}},
+	)
+	want := `{"Records":[` +
+		`{"Ckafka":{"topic":"t","partition":0,"offset":1,"msgKey":"gone","msgBody":"","msgBodyNull":"true"}},` +
+		`{"Ckafka":{"topic":"t","partition":0,"offset":2,"msgKey":"blank","msgBody":""}}]}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+
+	tests := []struct {
+		name    string
+		record  Record
+		want    []byte
+		wantErr string
+	}{
+		{"null", Record{MsgBodyNull: "true"}, nil, ""},
+		{"empty", Record{}, []byte{}, ""},
+		{"unknown marker", Record{MsgBodyNull: "yes"}, nil, "msgBodyNull"},
+		{"null with a body", Record{MsgBody: "x", MsgBodyNull: "true"}, nil, "no body"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tc.record.Body()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Body() = %q, %v; want an error saying %q", b, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(b, tc.want) || (b == nil) != (tc.want == nil) {
+				t.Errorf("Body() = %q (nil: %v), %v; want %q (nil: %v)", b, b == nil, err, tc.want, tc.want == nil)
 			}
 		})
 	}
@@ -102,6 +147,10 @@ func TestRecordExtras(t *testing.T) {
 	}})
 	if !bytes.Contains(repeated, []byte(`"headers":{"via":"a, b","x":"1"}`)) {
 		t.Errorf("repeated header names: %s", repeated)
+	}
+	bare := encode(true, Message{Topic: "t", Value: []byte("v"), Timestamp: ts})
+	if !bytes.Contains(bare, []byte(`"timestamp":1700000000123,"headers":{}}`)) {
+		t.Errorf("a message without headers: %s; want headers {} beside the timestamp", bare)
 	}
 	plain := encode(false, Message{Topic: "t", Value: []byte("v"), Timestamp: ts, Headers: []Header{{Key: []byte("h")}}})
 	if bytes.Contains(plain, []byte("timestamp")) || bytes.Contains(plain, []byte("headers")) {

@@ -45,10 +45,17 @@ func (c *Call) Event() (types.Event, error) {
 // answers 404 to /system/namespaces, as a gateway without namespaces does.
 // Its methods may be called concurrently with requests.
 type Gateway struct {
-	// Username and Password, when set, are required on every request.
+	// Username and Password, when set, are required on /system/*, as an
+	// OpenFaaS gateway requires them; invocations are open.
 	Username, Password string
+	// InvokeAuth requires the credentials on invocations too, as an auth
+	// proxy in front of a gateway may.
+	InvokeAuth bool
 	// NoRecord keeps no calls, for long runs; handlers still see them.
 	NoRecord bool
+	// NoQueue answers 404 to /async-function/, as a gateway without a
+	// queue worker does.
+	NoQueue bool
 
 	mu         sync.Mutex
 	namespaces []string
@@ -106,7 +113,7 @@ func (g *Gateway) Calls(function string) []*Call {
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.Username != "" {
+	if g.Username != "" && (g.InvokeAuth || strings.HasPrefix(r.URL.Path, "/system/")) {
 		u, p, ok := r.BasicAuth()
 		if !ok || u != g.Username || p != g.Password {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -118,6 +125,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveSystem(w, r)
 	case strings.HasPrefix(r.URL.Path, "/function/") && r.Method == http.MethodPost:
 		g.invoke(w, r, strings.TrimPrefix(r.URL.Path, "/function/"), false)
+	case strings.HasPrefix(r.URL.Path, "/async-function/") && g.NoQueue:
+		http.NotFound(w, r)
 	case strings.HasPrefix(r.URL.Path, "/async-function/") && r.Method == http.MethodPost:
 		g.invoke(w, r, strings.TrimPrefix(r.URL.Path, "/async-function/"), true)
 	default:

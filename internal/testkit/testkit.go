@@ -7,6 +7,7 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,7 +26,6 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
-	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/types"
 )
@@ -43,7 +43,20 @@ func Cluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
 // ClusterWith is Cluster with more options, such as TLS or SASL.
 func ClusterWith(t testing.TB, partitions int32, topics []string, more ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	opts := []kfake.Opt{kfake.NumBrokers(Brokers), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(int(partitions))}
+	return newCluster(t, partitions, topics, append([]kfake.Opt{kfake.AllowAutoTopicCreation()}, more...))
+}
+
+// ClusterWithoutAutoCreate is ClusterWith on a cluster that creates no
+// topic on demand, as most production clusters are set up: writing to a
+// topic that does not exist fails.
+func ClusterWithoutAutoCreate(t testing.TB, partitions int32, topics []string, more ...kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	return newCluster(t, partitions, topics, more)
+}
+
+func newCluster(t testing.TB, partitions int32, topics []string, more []kfake.Opt) *kfake.Cluster {
+	t.Helper()
+	opts := []kfake.Opt{kfake.NumBrokers(Brokers), kfake.DefaultNumPartitions(int(partitions))}
 	if len(topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(partitions, topics...))
 	}
@@ -103,12 +116,16 @@ func (c *Client) CreateTopic(topic string, partitions int32) {
 	}
 }
 
-// Committed returns the offsets the group committed, by topic and partition.
+// Committed returns the offsets the group committed, by topic and
+// partition; none for a group that never committed.
 func (c *Client) Committed(group string) map[string]map[int32]int64 {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c.Admin.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[string]map[int32]int64{}
+	}
 	if err != nil {
 		c.t.Fatalf("fetching the offsets of %s: %v", group, err)
 	}
@@ -195,8 +212,7 @@ func (r *Running) Logs() string { return r.logs.String() }
 // test did not stop it before.
 func Start(t testing.TB, cfg config.Config) *Running {
 	t.Helper()
-	gw := gateway.New(cfg.GatewayURL)
-	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
+	gw := cfg.Gateway()
 	logs := &SyncBuffer{}
 	var out io.Writer = logs
 	if testing.Verbose() {
@@ -286,6 +302,13 @@ func ReadAll(t testing.TB, c *kfake.Cluster, topic string, n int, timeout time.D
 // FailProduces makes the cluster refuse the next n produce requests that
 // write to topic, with a retriable error, as a broker short of replicas does.
 func FailProduces(c *kfake.Cluster, topic string, n int) *atomic.Int32 {
+	return RefuseProduces(c, topic, n, kerr.NotEnoughReplicas)
+}
+
+// RefuseProduces makes the cluster refuse the next n produce requests that
+// write to topic with the error code of refusal, such as
+// kerr.TopicAuthorizationFailed for a client without the WRITE ACL.
+func RefuseProduces(c *kfake.Cluster, topic string, n int, refusal *kerr.Error) *atomic.Int32 {
 	var refused atomic.Int32
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
@@ -309,7 +332,7 @@ func FailProduces(c *kfake.Cluster, topic string, n int) *atomic.Int32 {
 			for _, p := range t.Partitions {
 				rp := kmsg.NewProduceResponseTopicPartition()
 				rp.Partition = p.Partition
-				rp.ErrorCode = kerr.NotEnoughReplicas.Code
+				rp.ErrorCode = refusal.Code
 				rt.Partitions = append(rt.Partitions, rp)
 			}
 			resp.Topics = append(resp.Topics, rt)
