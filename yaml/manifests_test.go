@@ -597,8 +597,22 @@ func checkKubernetesObject(t *testing.T, d document) {
 	if err := d.node.Decode(&o); err != nil {
 		t.Fatal(err)
 	}
-	if o.Kind == "Deployment" && o.Metadata.Namespace != "openfaas" {
+	if o.Kind != "Deployment" {
+		return
+	}
+	if o.Metadata.Namespace != "openfaas" {
 		t.Errorf("Deployment %s: namespace %q, want openfaas", o.Metadata.Name, o.Metadata.Namespace)
+	}
+	// Kubernetes refuses a Deployment whose pods its selector does not
+	// select.
+	selector := o.Spec.Selector.MatchLabels
+	if len(selector) == 0 {
+		t.Errorf("Deployment %s: no selector", o.Metadata.Name)
+	}
+	for k, v := range selector {
+		if got := o.Spec.Template.Metadata.Labels[k]; got != v {
+			t.Errorf("Deployment %s: the selector wants %s=%s, the pods are labelled %s=%q", o.Metadata.Name, k, v, k, got)
+		}
 	}
 }
 
@@ -847,7 +861,7 @@ func checkScraped(t *testing.T, k connector) {
 	}
 	for _, a := range annotations {
 		if got := k.annotations[a.key]; got != a.want {
-			t.Errorf("pod annotation %s=%q, want %q (or a ServiceMonitor)", a.key, got, a.want)
+			t.Errorf("pod annotation %s=%q, want %q, or a ServiceMonitor that scrapes /metrics at that port through a Service", a.key, got, a.want)
 		}
 	}
 }

@@ -90,6 +90,9 @@ so that the mistake shows in helm's answer rather than in a crash loop.
 {{- end -}}
 {{- end -}}
 {{- range .Values.extraEnv -}}
+{{- if not .name -}}
+{{- fail (printf "extraEnv: an entry without a name: %v" .) -}}
+{{- end -}}
 {{- if hasKey $managed .name -}}
 {{- fail (printf "extraEnv %s: set it with %s" .name (get $managed .name)) -}}
 {{- end -}}
