@@ -1,8 +1,10 @@
-// Package yaml_test keeps the deployment files of this folder in step with
-// the connector: every file parses, every variable set on the connector is
-// one it reads (with a value it accepts), the probes point at its endpoints,
-// the example function carries a topic and the README lists every setting
-// with its default.
+// Package yaml_test keeps the deployment files of this folder, and the Helm
+// chart in ../chart, in step with the connector: every file parses, every
+// variable set on the connector is one it reads (with a value it accepts,
+// and its default unless there is a reason), the files it reads are where
+// the volumes put them, the probes point at its endpoints, the example
+// function carries a topic and the READMEs list every setting with its
+// default.
 package yaml_test
 
 import (
@@ -11,8 +13,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -25,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -40,12 +45,26 @@ var wantFiles = []string{
 	"stack.yml",
 }
 
+// deliberate are the settings a deployment may give another value than the
+// connector's default, and why. Every other setting a deployment writes has
+// the connector's default, so that a default changed in the code is not
+// contradicted by a stale copy in a file.
+var deliberate = map[string]string{
+	"gateway_url":  "the gateway, as the cluster or the host names it",
+	"broker_hosts": "the brokers, as the cluster or the host names them",
+	"basic_auth":   "an OpenFaaS gateway asks for its credentials",
+	"log_format":   "log collectors read JSON",
+}
+
 // Kubernetes objects, as far as the checks need them.
 type k8sObject struct {
 	APIVersion string      `yaml:"apiVersion"`
 	Kind       string      `yaml:"kind"`
 	Metadata   k8sMetadata `yaml:"metadata"`
 	Spec       struct {
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
 		Template struct {
 			Metadata k8sMetadata `yaml:"metadata"`
 			Spec     podSpec     `yaml:"spec"`
@@ -56,12 +75,14 @@ type k8sObject struct {
 type k8sMetadata struct {
 	Name        string            `yaml:"name"`
 	Namespace   string            `yaml:"namespace"`
+	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
 }
 
 type podSpec struct {
 	TerminationGracePeriodSeconds *int64      `yaml:"terminationGracePeriodSeconds"`
 	Containers                    []container `yaml:"containers"`
+	Volumes                       []volume    `yaml:"volumes"`
 }
 
 type container struct {
@@ -78,6 +99,10 @@ type container struct {
 	} `yaml:"ports"`
 	LivenessProbe  *probe `yaml:"livenessProbe"`
 	ReadinessProbe *probe `yaml:"readinessProbe"`
+	VolumeMounts   []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+	} `yaml:"volumeMounts"`
 }
 
 type probe struct {
@@ -87,12 +112,89 @@ type probe struct {
 	} `yaml:"httpGet"`
 }
 
+// volume is a pod's volume; only Secrets, alone or projected, say which
+// files they hold.
+type volume struct {
+	Name   string `yaml:"name"`
+	Secret *struct {
+		Items []keyToPath `yaml:"items"`
+	} `yaml:"secret"`
+	Projected *struct {
+		Sources []struct {
+			Secret *struct {
+				Items []keyToPath `yaml:"items"`
+			} `yaml:"secret"`
+		} `yaml:"sources"`
+	} `yaml:"projected"`
+}
+
+type keyToPath struct {
+	Key  string `yaml:"key"`
+	Path string `yaml:"path"`
+}
+
+// files lists what the volume holds, or nil when it holds whatever the
+// operator puts there (a Secret without items, any other kind of volume).
+func (v volume) files() []string {
+	var items []keyToPath
+	switch {
+	case v.Secret != nil:
+		if len(v.Secret.Items) == 0 {
+			return nil
+		}
+		items = v.Secret.Items
+	case v.Projected != nil:
+		for _, s := range v.Projected.Sources {
+			if s.Secret == nil || len(s.Secret.Items) == 0 {
+				return nil
+			}
+			items = append(items, s.Secret.Items...)
+		}
+	default:
+		return nil
+	}
+	files := []string{}
+	for _, it := range items {
+		files = append(files, it.Path)
+	}
+	return files
+}
+
+// A Service or a ServiceMonitor, as far as the checks need them.
+type k8sService struct {
+	Metadata k8sMetadata `yaml:"metadata"`
+	Spec     struct {
+		Selector map[string]string `yaml:"selector"`
+		Ports    []struct {
+			Name       string `yaml:"name"`
+			TargetPort string `yaml:"targetPort"` // a number or a port name
+		} `yaml:"ports"`
+	} `yaml:"spec"`
+}
+
+type serviceMonitor struct {
+	Metadata k8sMetadata `yaml:"metadata"`
+	Spec     struct {
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		NamespaceSelector struct {
+			MatchNames []string `yaml:"matchNames"`
+		} `yaml:"namespaceSelector"`
+		Endpoints []struct {
+			Port string `yaml:"port"`
+			Path string `yaml:"path"`
+		} `yaml:"endpoints"`
+	} `yaml:"spec"`
+}
+
 // A Compose file, as far as the checks need it.
 type composeFile struct {
 	Services map[string]struct {
-		Image           string     `yaml:"image"`
-		Environment     composeEnv `yaml:"environment"`
-		StopGracePeriod string     `yaml:"stop_grace_period"`
+		Image           string          `yaml:"image"`
+		Environment     composeEnv      `yaml:"environment"`
+		StopGracePeriod string          `yaml:"stop_grace_period"`
+		Volumes         []composeVolume `yaml:"volumes"`
 	} `yaml:"services"`
 }
 
@@ -126,6 +228,31 @@ func (e *composeEnv) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// composeVolume is where a service's volume is mounted, written either as
+// source:target[:mode] or as a mapping with a target.
+type composeVolume struct{ target string }
+
+func (v *composeVolume) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		parts := strings.Split(n.Value, ":")
+		switch len(parts) {
+		case 1:
+			v.target = parts[0]
+		default:
+			v.target = parts[1]
+		}
+		return nil
+	}
+	var m struct {
+		Target string `yaml:"target"`
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	v.target = m.Target
+	return nil
+}
+
 // An OpenFaaS stack file (version 1.0), as far as the checks need it.
 type stackFile struct {
 	Version  string `yaml:"version"`
@@ -139,9 +266,9 @@ type stackFile struct {
 	} `yaml:"functions"`
 }
 
-// document is one YAML document of a file.
+// document is one YAML document of a file, or of the chart's rendering.
 type document struct {
-	file  string // relative to this folder, with forward slashes
+	file  string // relative to this folder with forward slashes, or the rendering's name
 	index int    // of the document in its file, from 1
 	raw   []byte // the whole file, comments included
 	node  yaml.Node
@@ -191,17 +318,10 @@ func readFiles(t *testing.T) ([]document, map[string]error) {
 			return err
 		}
 		file := filepath.ToSlash(path)
-		var fileDocs []document
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		for i := 1; ; i++ {
-			var n yaml.Node
-			if err := dec.Decode(&n); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				bad[file] = err
-				return nil
-			}
-			fileDocs = append(fileDocs, document{file: file, index: i, raw: raw, node: n})
+		fileDocs, err := parseDocuments(file, raw)
+		if err != nil {
+			bad[file] = err
+			return nil
 		}
 		docs = append(docs, fileDocs...)
 		return nil
@@ -210,6 +330,25 @@ func readFiles(t *testing.T) ([]document, map[string]error) {
 		t.Fatal(err)
 	}
 	return docs, bad
+}
+
+// parseDocuments decodes the documents of one file, leaving out empty ones
+// (such as a comment between two "---").
+func parseDocuments(file string, raw []byte) ([]document, error) {
+	var docs []document
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for i := 1; ; i++ {
+		var n yaml.Node
+		if err := dec.Decode(&n); errors.Is(err, io.EOF) {
+			return docs, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(n.Content) == 0 || n.Content[0].Tag == "!!null" {
+			continue
+		}
+		docs = append(docs, document{file: file, index: i, raw: raw, node: n})
+	}
 }
 
 func ofKind(docs []document, kind string) []document {
@@ -222,18 +361,65 @@ func ofKind(docs []document, kind string) []document {
 	return out
 }
 
+// mount is a folder of the connector's file system that a volume provides.
+type mount struct {
+	path  string
+	files []string // relative to path; nil: whatever the operator puts there
+}
+
 // connector is the connector as one file deploys it.
 type connector struct {
 	where string
 	env   map[string]string // variables with a literal value
-	// names of variables set from elsewhere (valueFrom)
-	fromElsewhere []string
+	// variables set from elsewhere (valueFrom), by name
+	fromElsewhere map[string]map[string]any
 	// the time a stop signal gets before the connector is killed
-	grace time.Duration
+	grace  time.Duration
+	mounts []mount
 	// for Kubernetes only
 	kubernetes  bool
 	c           container
 	annotations map[string]string
+	object      map[string]any // the whole workload, to compare deployments
+	// ServiceMonitors that scrape the pods' /metrics on the port of
+	// http_addr
+	scrapedBy []string
+}
+
+// mountFor finds the volume a file of the connector's file system is on.
+func (k connector) mountFor(file string) (mount, bool) {
+	var best mount
+	found := false
+	for _, m := range k.mounts {
+		if strings.HasPrefix(file, strings.TrimSuffix(m.path, "/")+"/") && len(m.path) >= len(best.path) {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+// httpPort is the port the connector listens on, from http_addr.
+func (k connector) httpPort(t *testing.T) string {
+	t.Helper()
+	addr, ok := k.env["http_addr"]
+	if !ok {
+		addr, _ = defaultOf("http_addr")
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("http_addr=%q: %v", addr, err)
+	}
+	return p
+}
+
+// resolvePort turns a port name of the container into its number.
+func (k connector) resolvePort(port string) string {
+	for _, p := range k.c.Ports {
+		if p.Name != "" && p.Name == port {
+			return strconv.Itoa(p.ContainerPort)
+		}
+	}
+	return port
 }
 
 // connectors finds the connector in the Kubernetes workloads and the Compose
@@ -252,12 +438,16 @@ func connectors(t *testing.T, docs []document) []connector {
 				continue
 			}
 			k := connector{
-				where:       fmt.Sprintf("%s: %s %s, container %s", d.file, o.Kind, o.Metadata.Name, c.Name),
-				env:         map[string]string{},
-				kubernetes:  true,
-				c:           c,
-				annotations: o.Spec.Template.Metadata.Annotations,
-				grace:       30 * time.Second, // the Kubernetes default
+				where:         fmt.Sprintf("%s: %s %s, container %s", d.file, o.Kind, o.Metadata.Name, c.Name),
+				env:           map[string]string{},
+				fromElsewhere: map[string]map[string]any{},
+				kubernetes:    true,
+				c:             c,
+				annotations:   o.Spec.Template.Metadata.Annotations,
+				grace:         30 * time.Second, // the Kubernetes default
+			}
+			if err := d.node.Decode(&k.object); err != nil {
+				t.Fatalf("%s: %v", d.file, err)
 			}
 			if g := o.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
 				k.grace = time.Duration(*g) * time.Second
@@ -267,11 +457,21 @@ func connectors(t *testing.T, docs []document) []connector {
 				case e.Value != nil:
 					k.env[e.Name] = *e.Value
 				case e.ValueFrom != nil:
-					k.fromElsewhere = append(k.fromElsewhere, e.Name)
+					k.fromElsewhere[e.Name] = e.ValueFrom
 				default:
 					k.env[e.Name] = ""
 				}
 			}
+			for _, vm := range c.VolumeMounts {
+				m := mount{path: vm.MountPath}
+				for _, v := range o.Spec.Template.Spec.Volumes {
+					if v.Name == vm.Name {
+						m.files = v.files()
+					}
+				}
+				k.mounts = append(k.mounts, m)
+			}
+			k.scrapedBy = monitorsOf(t, docs, o, k)
 			out = append(out, k)
 		}
 	}
@@ -296,12 +496,124 @@ func connectors(t *testing.T, docs []document) []connector {
 			}
 			k.grace = g
 		}
+		for _, v := range s.Volumes {
+			k.mounts = append(k.mounts, mount{path: v.target})
+		}
 		out = append(out, k)
 	}
 	if len(out) == 0 {
 		t.Fatal("no file deploys the connector")
 	}
 	return out
+}
+
+// monitorsOf names the ServiceMonitors among docs that scrape the pods of
+// workload o on /metrics at the port of http_addr, through a Service.
+func monitorsOf(t *testing.T, docs []document, o k8sObject, k connector) []string {
+	t.Helper()
+	var services []k8sService
+	var monitors []serviceMonitor
+	for _, d := range ofKind(docs, "kubernetes") {
+		var head struct {
+			Kind string `yaml:"kind"`
+		}
+		if err := d.node.Decode(&head); err != nil {
+			t.Fatalf("%s: %v", d.file, err)
+		}
+		var err error
+		switch head.Kind {
+		case "Service":
+			var s k8sService
+			err = d.node.Decode(&s)
+			services = append(services, s)
+		case "ServiceMonitor":
+			var m serviceMonitor
+			err = d.node.Decode(&m)
+			monitors = append(monitors, m)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", d.file, err)
+		}
+	}
+	selects := func(selector, labels map[string]string) bool {
+		for k, v := range selector {
+			if labels[k] != v {
+				return false
+			}
+		}
+		return len(selector) > 0
+	}
+	httpPort := k.httpPort(t)
+	var names []string
+	for _, m := range monitors {
+		if !slices.Contains(m.Spec.NamespaceSelector.MatchNames, o.Metadata.Namespace) && m.Metadata.Namespace != o.Metadata.Namespace {
+			continue
+		}
+		for _, s := range services {
+			if s.Metadata.Namespace != o.Metadata.Namespace ||
+				!selects(m.Spec.Selector.MatchLabels, s.Metadata.Labels) ||
+				!selects(s.Spec.Selector, o.Spec.Template.Metadata.Labels) {
+				continue
+			}
+			for _, e := range m.Spec.Endpoints {
+				for _, p := range s.Spec.Ports {
+					if p.Name == e.Port && k.resolvePort(p.TargetPort) == httpPort && e.Path == "/metrics" {
+						names = append(names, m.Metadata.Name)
+					}
+				}
+			}
+		}
+	}
+	return names
+}
+
+// defaultOf is the connector's default for a variable, as its tag writes it,
+// and whether the connector reads that variable at all.
+func defaultOf(name string) (string, bool) {
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[config.Config]()) {
+		if f.Tag.Get("envconfig") == name {
+			return f.Tag.Get("default"), true
+		}
+	}
+	return "", false
+}
+
+// sameSetting tells whether two values of a variable mean the same, such as
+// 60s and 1m.
+func sameSetting(a, b string) bool {
+	if a == b {
+		return true
+	}
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	return errA == nil && errB == nil && da == db
+}
+
+// checkKubernetesObject checks what every Kubernetes object of the
+// deployments must say.
+func checkKubernetesObject(t *testing.T, d document) {
+	t.Helper()
+	var o k8sObject
+	if err := d.node.Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Kind != "Deployment" {
+		return
+	}
+	if o.Metadata.Namespace != "openfaas" {
+		t.Errorf("Deployment %s: namespace %q, want openfaas", o.Metadata.Name, o.Metadata.Namespace)
+	}
+	// Kubernetes refuses a Deployment whose pods its selector does not
+	// select.
+	selector := o.Spec.Selector.MatchLabels
+	if len(selector) == 0 {
+		t.Errorf("Deployment %s: no selector", o.Metadata.Name)
+	}
+	for k, v := range selector {
+		if got := o.Spec.Template.Metadata.Labels[k]; got != v {
+			t.Errorf("Deployment %s: the selector wants %s=%s, the pods are labelled %s=%q", o.Metadata.Name, k, v, k, got)
+		}
+	}
 }
 
 func TestEveryFileParses(t *testing.T) {
@@ -321,13 +633,7 @@ func TestEveryFileParses(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/%d", d.file, d.index), func(t *testing.T) {
 			switch d.kind() {
 			case "kubernetes":
-				var o k8sObject
-				if err := d.node.Decode(&o); err != nil {
-					t.Fatal(err)
-				}
-				if o.Kind == "Deployment" && o.Metadata.Namespace != "openfaas" {
-					t.Errorf("Deployment %s: namespace %q, want openfaas", o.Metadata.Name, o.Metadata.Namespace)
-				}
+				checkKubernetesObject(t, d)
 			case "compose":
 				var f composeFile
 				if err := d.node.Decode(&f); err != nil {
@@ -345,21 +651,218 @@ func TestEveryFileParses(t *testing.T) {
 	}
 }
 
-func TestConnectorEnvironmentIsRead(t *testing.T) {
-	known := config.Names()
-	for _, k := range connectors(t, readAll(t)) {
+// connectorChecks are what every deployment of the connector must get
+// right: the files of this folder and each rendering of the chart.
+var connectorChecks = []struct {
+	name  string
+	check func(*testing.T, connector)
+}{
+	{"environment is read", checkEnvironmentIsRead},
+	{"settings are accepted", checkSettingsAccepted},
+	{"probes", checkProbes},
+	{"metrics are scraped", checkScraped},
+}
+
+func runConnectorChecks(t *testing.T, docs []document) {
+	t.Helper()
+	for _, k := range connectors(t, docs) {
 		t.Run(k.where, func(t *testing.T) {
-			for name := range k.env {
-				if !slices.Contains(known, name) {
-					t.Errorf("%s is set but the connector does not read it", name)
-				}
-			}
-			for _, name := range k.fromElsewhere {
-				if !slices.Contains(known, name) {
-					t.Errorf("%s is set but the connector does not read it", name)
-				}
+			for _, c := range connectorChecks {
+				t.Run(c.name, func(t *testing.T) { c.check(t, k) })
 			}
 		})
+	}
+}
+
+func TestConnectors(t *testing.T) {
+	runConnectorChecks(t, readAll(t))
+}
+
+// TestConnectorDefaults keeps the settings the files write at the
+// connector's defaults, but for the deliberate ones.
+func TestConnectorDefaults(t *testing.T) {
+	for _, k := range connectors(t, readAll(t)) {
+		t.Run(k.where, func(t *testing.T) { checkDefaults(t, k) })
+	}
+}
+
+func checkEnvironmentIsRead(t *testing.T, k connector) {
+	known := config.Names()
+	for _, name := range slices.Sorted(maps.Keys(k.env)) {
+		if !slices.Contains(known, name) {
+			t.Errorf("%s is set but the connector does not read it", name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.fromElsewhere)) {
+		if !slices.Contains(known, name) {
+			t.Errorf("%s is set but the connector does not read it", name)
+		}
+	}
+}
+
+func checkDefaults(t *testing.T, k connector) {
+	for _, name := range slices.Sorted(maps.Keys(k.env)) {
+		value := k.env[name]
+		if _, ok := deliberate[name]; ok {
+			continue
+		}
+		def, ok := defaultOf(name)
+		if !ok {
+			continue // checkEnvironmentIsRead reports it
+		}
+		if !sameSetting(value, def) {
+			t.Errorf("%s=%q, but the connector's default is %q: write the default, or say in deliberate why not", name, value, def)
+		}
+	}
+}
+
+// checkSettingsAccepted runs the connector's own configuration check on the
+// deployment's environment.
+func checkSettingsAccepted(t *testing.T, k connector) {
+	cfg := loadConfig(t, k, t.TempDir())
+	if k.grace <= cfg.ShutdownTimeout {
+		t.Errorf("grace period %v: want more than shutdown_timeout (%v), or batches in flight are killed", k.grace, cfg.ShutdownTimeout)
+	}
+}
+
+// loadConfig reads k's configuration as the connector does, in this
+// process. The files its variables name are written under root, at the
+// same place, provided the deployment mounts a volume that holds them
+// there: stand-in gateway and SASL credentials, and certificates of a test
+// authority.
+func loadConfig(t *testing.T, k connector, root string) config.Config {
+	t.Helper()
+	pki := testkit.NewPKI(t)
+	pem := func(file string) []byte {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	contents := map[string][]byte{
+		"tls_ca_file":   pem(pki.CAFile),
+		"tls_cert_file": pem(pki.ClientCertFile),
+		"tls_key_file":  pem(pki.ClientKeyFile),
+	}
+	env := maps.Clone(k.env)
+	// provide writes a file the connector reads, if the deployment puts it
+	// there, and points the variable at the copy.
+	provide := func(name, file string, content []byte) {
+		t.Helper()
+		if !path.IsAbs(file) {
+			t.Errorf("%s=%q: want an absolute path, as the working folder of the image is not to be relied on", name, file)
+			return
+		}
+		m, ok := k.mountFor(file)
+		if !ok {
+			t.Errorf("%s names %s, but no volume is mounted there", name, file)
+			return
+		}
+		if rel := strings.TrimPrefix(file, strings.TrimSuffix(m.path, "/")+"/"); m.files != nil && !slices.Contains(m.files, rel) {
+			t.Errorf("%s names %s, but the volume mounted at %s holds only %v", name, file, m.path, m.files)
+			return
+		}
+		local := filepath.Join(root, filepath.FromSlash(file))
+		if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.env)) {
+		if file := k.env[name]; strings.HasSuffix(name, "_file") && file != "" {
+			content, ok := contents[name]
+			if !ok {
+				content = []byte("stand-in\n")
+			}
+			provide(name, file, content)
+			env[name] = filepath.Join(root, filepath.FromSlash(file))
+		}
+	}
+	if b, _ := strconv.ParseBool(k.env["basic_auth"]); b {
+		dir, ok := k.env["secret_mount_path"]
+		if !ok {
+			dir, _ = defaultOf("secret_mount_path")
+		}
+		for _, f := range []string{"basic-auth-user", "basic-auth-password"} {
+			provide("secret_mount_path", path.Join(dir, f), []byte("admin\n"))
+		}
+		env["secret_mount_path"] = filepath.Join(root, filepath.FromSlash(dir))
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	clearEnv(t)
+	for name, value := range env {
+		t.Setenv(name, value)
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		t.Fatalf("the connector refuses the settings: %v", err)
+	}
+	return cfg
+}
+
+// clearEnv unsets every variable the connector reads, in both spellings,
+// for the rest of the test.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, n := range append(config.Names(), "broker_host") {
+		for _, name := range []string{n, strings.ToUpper(n)} {
+			t.Setenv(name, "") // restored at the end of the test
+			os.Unsetenv(name)
+		}
+	}
+}
+
+func checkProbes(t *testing.T, k connector) {
+	if !k.kubernetes {
+		return
+	}
+	httpPort := k.httpPort(t)
+	probes := []struct {
+		name  string
+		probe *probe
+		path  string
+	}{
+		{"livenessProbe", k.c.LivenessProbe, "/healthz"},
+		{"readinessProbe", k.c.ReadinessProbe, "/readyz"},
+	}
+	for _, p := range probes {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("%s: want an httpGet probe on %s", p.name, p.path)
+			continue
+		}
+		if got := p.probe.HTTPGet.Path; got != p.path {
+			t.Errorf("%s: path %q, want %q", p.name, got, p.path)
+		}
+		if got := k.resolvePort(p.probe.HTTPGet.Port); got != httpPort {
+			t.Errorf("%s: port %q, want %s (http_addr)", p.name, got, httpPort)
+		}
+	}
+}
+
+// checkScraped wants the pods scraped, by the prometheus.io annotations or
+// by a ServiceMonitor, at the port of http_addr.
+func checkScraped(t *testing.T, k connector) {
+	if !k.kubernetes {
+		return
+	}
+	if _, ok := k.annotations["prometheus.io/scrape"]; !ok && len(k.scrapedBy) > 0 {
+		return
+	}
+	annotations := []struct{ key, want string }{
+		{"prometheus.io/scrape", "true"},
+		{"prometheus.io/port", k.httpPort(t)},
+		{"prometheus.io/path", "/metrics"},
+	}
+	for _, a := range annotations {
+		if got := k.annotations[a.key]; got != a.want {
+			t.Errorf("pod annotation %s=%q, want %q, or a ServiceMonitor that scrapes /metrics at that port through a Service", a.key, got, a.want)
+		}
 	}
 }
 
@@ -387,105 +890,6 @@ func TestCommentedSettingsAreRead(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// TestConnectorAcceptsTheSettings runs the connector's own configuration
-// check on each file's environment, with stand-in gateway credentials.
-func TestConnectorAcceptsTheSettings(t *testing.T) {
-	for _, k := range connectors(t, readAll(t)) {
-		t.Run(k.where, func(t *testing.T) {
-			clearEnv(t)
-			for name, value := range k.env {
-				t.Setenv(name, value)
-			}
-			secrets := t.TempDir()
-			for _, f := range []string{"basic-auth-user", "basic-auth-password"} {
-				if err := os.WriteFile(filepath.Join(secrets, f), []byte("admin\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			t.Setenv("secret_mount_path", secrets)
-
-			cfg, err := config.FromEnv()
-			if err != nil {
-				t.Fatalf("the connector refuses the settings: %v", err)
-			}
-			if k.grace <= cfg.ShutdownTimeout {
-				t.Errorf("grace period %v: want more than shutdown_timeout (%v), or batches in flight are killed", k.grace, cfg.ShutdownTimeout)
-			}
-		})
-	}
-}
-
-// clearEnv unsets every variable the connector reads, in both spellings,
-// for the rest of the test.
-func clearEnv(t *testing.T) {
-	t.Helper()
-	for _, n := range append(config.Names(), "broker_host") {
-		for _, name := range []string{n, strings.ToUpper(n)} {
-			t.Setenv(name, "") // restored at the end of the test
-			os.Unsetenv(name)
-		}
-	}
-}
-
-func TestKubernetesProbesAndScraping(t *testing.T) {
-	for _, k := range connectors(t, readAll(t)) {
-		if !k.kubernetes {
-			continue
-		}
-		t.Run(k.where, func(t *testing.T) {
-			httpPort := "8081"
-			if addr, ok := k.env["http_addr"]; ok {
-				_, p, err := net.SplitHostPort(addr)
-				if err != nil {
-					t.Fatalf("http_addr=%q: %v", addr, err)
-				}
-				httpPort = p
-			}
-			// resolve turns a port name into its number.
-			resolve := func(port string) string {
-				for _, p := range k.c.Ports {
-					if p.Name != "" && p.Name == port {
-						return strconv.Itoa(p.ContainerPort)
-					}
-				}
-				return port
-			}
-
-			probes := []struct {
-				name  string
-				probe *probe
-				path  string
-			}{
-				{"livenessProbe", k.c.LivenessProbe, "/healthz"},
-				{"readinessProbe", k.c.ReadinessProbe, "/readyz"},
-			}
-			for _, p := range probes {
-				if p.probe == nil || p.probe.HTTPGet == nil {
-					t.Errorf("%s: want an httpGet probe on %s", p.name, p.path)
-					continue
-				}
-				if got := p.probe.HTTPGet.Path; got != p.path {
-					t.Errorf("%s: path %q, want %q", p.name, got, p.path)
-				}
-				if got := resolve(p.probe.HTTPGet.Port); got != httpPort {
-					t.Errorf("%s: port %q, want %s (http_addr)", p.name, got, httpPort)
-				}
-			}
-
-			annotations := []struct{ key, want string }{
-				{"prometheus.io/scrape", "true"},
-				{"prometheus.io/port", httpPort},
-				{"prometheus.io/path", "/metrics"},
-			}
-			for _, a := range annotations {
-				if got := k.annotations[a.key]; got != a.want {
-					t.Errorf("pod annotation %s=%q, want %q", a.key, got, a.want)
-				}
-			}
-		})
 	}
 }
 
