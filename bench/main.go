@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,latency", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,latency,many", "the phases to run, comma-separated")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
 	flag.StringVar(&co.topic, "topic", "", "with -child=consumer: the topic")
@@ -188,8 +188,17 @@ func run(o options) error {
 		}
 		runs = append(runs, rr)
 	}
+	var many *manyResult
+	if b.phase("many") {
+		if many, err = b.many(); err != nil {
+			return fmt.Errorf("many functions: %w", err)
+		}
+	}
 	m.loadEnd = loadAverage()
 	fmt.Print(table(o, m, runs))
+	if many != nil {
+		fmt.Print(many.table())
+	}
 	return nil
 }
 
