@@ -22,6 +22,11 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	sc.Metadata.Full = false
 
 	sc.Consumer.Return.Errors = true
+	// An idle partition's fetch waits at the broker this long for data; it
+	// returns as soon as a message arrives, so only idle cost depends on
+	// it: with sarama's 500 ms, a thousand idle functions keep a core busy
+	// polling.
+	sc.Consumer.MaxWaitTime = 5 * time.Second
 	// Consumer.Fetch.Max stays 0, no limit: at a limit, sarama skips a
 	// message larger than it, which would lose that message.
 	// The connector itself gives a partition that its group never committed
