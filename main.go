@@ -46,9 +46,14 @@ const usage = `usage:
 // Exit statuses.
 const (
 	exitOK     = 0
-	exitFailed = 1
+	exitFailed = 1 // also a stop that had to abandon work
 	exitUsage  = 2 // bad configuration or command line
 )
+
+// exitMargin is how long after shutdown_timeout a stop may take, beyond
+// which the process exits whatever is still running: the connector itself
+// gives up on its triggers a little earlier, so this is the last resort.
+const exitMargin = 5 * time.Second
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -83,8 +88,8 @@ func runConnector(stderr io.Writer) int {
 	if !ok {
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	signals := notify()
+	defer signal.Stop(signals)
 
 	gw := gateway.New(cfg.GatewayURL)
 	gw.Username, gw.Password = cfg.GatewayUser, cfg.GatewayPassword
@@ -94,7 +99,15 @@ func runConnector(stderr io.Writer) int {
 		log.Warn("tls_insecure_skip_verify=true: broker certificates are not checked; use this for testing only")
 	}
 	metrics := promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{})
-	return serve(ctx, cfg, log, c.Ready, metrics, func(ctx context.Context) error { return c.Run(ctx) })
+	return serve(signals, cfg, log, c.Ready, metrics, c.Run, c.Unfinished)
+}
+
+// notify delivers SIGINT and SIGTERM, every one of them: the first starts
+// the stop, a second one ends the process at once.
+func notify() chan os.Signal {
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	return signals
 }
 
 func runDev(args []string, stdout, stderr io.Writer) int {
@@ -123,10 +136,11 @@ func runDev(args []string, stdout, stderr io.Writer) int {
 		cfg.GatewayURL = "http://" + opts.GatewayAddr
 	}
 	log.Info("kafka-connector starting in dev mode", "version", version, "commit", commit, "config", cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	signals := notify()
+	defer signal.Stop(signals)
 	ready := func() bool { return true }
-	return serve(ctx, cfg, log, ready, nil, func(ctx context.Context) error { return devmode.Run(ctx, cfg, opts, log) })
+	work := func(ctx context.Context) error { return devmode.Run(ctx, cfg, opts, log) }
+	return serve(signals, cfg, log, ready, nil, work, nil)
 }
 
 func runProduce(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -187,8 +201,13 @@ func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 }
 
 // serve runs work with the connector's own HTTP endpoints beside it, until
-// work returns. metrics, when not nil, is served on /metrics.
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func() bool, metrics http.Handler, work func(context.Context) error) int {
+// work returns. metrics, when not nil, is served on /metrics. The first
+// signal ends work's context; work then has shutdown_timeout and
+// exitMargin to return, and a second signal ends the wait at once. Either
+// way out leaves work's goroutine behind, for the process to exit without
+// it, with a line naming what unfinished (when not nil) says is abandoned.
+func serve(signals <-chan os.Signal, cfg config.Config, log *slog.Logger, ready func() bool, metrics http.Handler,
+	work func(context.Context) error, unfinished func() []string) int {
 	mux := http.NewServeMux()
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -210,17 +229,55 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, ready func(
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	err = work(ctx)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdownCtx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
-		log.Error("health endpoints stopped", "error", serr)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	finished := make(chan error, 1)
+	go func() {
+		err := work(ctx)
+		// A scrape in progress may finish; the endpoints must not hold up
+		// the exit longer than that.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(shutdownCtx)
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			log.Error("health endpoints stopped", "error", serr)
+		}
+		finished <- err
+	}()
+
+	abandoned := func() string {
+		if unfinished == nil {
+			return "whatever was still running"
+		}
+		if names := unfinished(); len(names) > 0 {
+			return "the triggers of " + strings.Join(names, ",") + ", with their invocations in flight uncommitted"
+		}
+		return "nothing: every trigger had stopped"
 	}
-	if err != nil {
-		log.Error("kafka-connector stopped", "error", err)
-		return exitFailed
+	var deadline <-chan time.Time
+	for {
+		select {
+		case err := <-finished:
+			if err != nil {
+				log.Error("kafka-connector stopped", "error", err)
+				return exitFailed
+			}
+			log.Info("kafka-connector stopped")
+			return exitOK
+		case sig := <-signals:
+			if ctx.Err() == nil {
+				log.Info("stopping: finishing the invocations in flight; a second signal exits at once", "signal", sig.String(), "shutdown_timeout", cfg.ShutdownTimeout)
+				stop()
+				timer := time.NewTimer(cfg.ShutdownTimeout + exitMargin)
+				defer timer.Stop()
+				deadline = timer.C
+				continue
+			}
+			log.Error("second signal: exiting at once", "signal", sig.String(), "abandoned", abandoned())
+			return exitFailed
+		case <-deadline:
+			log.Error("the stop did not finish in time: exiting", "waited", cfg.ShutdownTimeout+exitMargin, "abandoned", abandoned())
+			return exitFailed
+		}
 	}
-	log.Info("kafka-connector stopped")
-	return exitOK
 }
