@@ -51,29 +51,48 @@ const (
 	exitUsage  = 2 // bad configuration or command line
 )
 
+// exitMargin is how long after shutdown_timeout a stop may take, beyond
+// which the process exits whatever is still running: the connector itself
+// gives up on its triggers a little earlier, so this is the last resort.
+const exitMargin = 5 * time.Second
+
 func main() {
 	// Sarama keeps go-metrics meters per broker and per client, ticked by a
 	// goroutine of their own, and nothing reads them: with a thousand
 	// triggers they cost more memory and CPU than the triggers' work. The
 	// connector's own metrics are on /metrics.
 	metrics.UseNilMetrics = true
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := context.WithCancelCause(context.Background())
+	// The first signal asks the command to stop; the next ones go to the
+	// command too, which then exits at once. This goroutine ends with the
+	// process.
+	again := make(chan os.Signal, 1)
+	go func() {
+		stop(fmt.Errorf("signal %s", <-signals))
+		for sig := range signals {
+			select {
+			case again <- sig:
+			default:
+			}
+		}
+	}()
+	os.Exit(run(ctx, again, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run runs a command until it is done or ctx ends (a stop signal).
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// run runs a command until it is done or ctx ends (a stop signal). A
+// signal on again, after ctx ended, ends a stop that is still going on.
+func run(ctx context.Context, again <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "run":
-		return runConnector(ctx, stderr)
+		return runConnector(ctx, again, stderr)
 	case "dev":
-		return runDev(ctx, args, stdout, stderr)
+		return runDev(ctx, again, args, stdout, stderr)
 	case "produce":
 		return runProduce(ctx, args, stdin, stdout, stderr)
 	case "version":
@@ -88,7 +107,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-func runConnector(ctx context.Context, stderr io.Writer) int {
+func runConnector(ctx context.Context, again <-chan os.Signal, stderr io.Writer) int {
 	cfg, log, ok := loadConfig(stderr)
 	if !ok {
 		return exitUsage
@@ -105,10 +124,10 @@ func runConnector(ctx context.Context, stderr io.Writer) int {
 		log.Error("cannot serve the health and metrics endpoints", "http_addr", cfg.HTTPAddr, "error", err)
 		return exitFailed
 	}
-	return serve(ctx, ln, log, c)
+	return serve(ctx, again, cfg.ShutdownTimeout, ln, log, c)
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runDev(ctx context.Context, again <-chan os.Signal, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts devmode.Options
@@ -145,7 +164,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot serve the health and metrics endpoints", "http_addr", cfg.HTTPAddr, "error", err)
 		return exitFailed
 	}
-	return serve(ctx, ln, log, connector.New(env.Config, env.Config.Gateway(), log))
+	return serve(ctx, again, cfg.ShutdownTimeout, ln, log, connector.New(env.Config, env.Config.Gateway(), log))
 }
 
 // listenOrAnyPort listens on addr or, when that port is taken, on a free
@@ -223,8 +242,11 @@ func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 }
 
 // serve runs the connector with its own HTTP endpoints beside it, on ln,
-// until it stops.
-func serve(ctx context.Context, ln net.Listener, log *slog.Logger, c *connector.Connector) int {
+// until it stops. When ctx ends, the connector stops: it has shutdown plus
+// exitMargin to do so, and a signal on again ends the wait at once. Either
+// way out leaves the connector's goroutine behind, for the process to exit
+// without it, with a line naming the triggers abandoned.
+func serve(ctx context.Context, again <-chan os.Signal, shutdown time.Duration, ln net.Listener, log *slog.Logger, c *connector.Connector) int {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.Metrics(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -240,19 +262,51 @@ func serve(ctx context.Context, ln net.Listener, log *slog.Logger, c *connector.
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving /healthz, /readyz and /metrics", "url", endpointURL(ln))
 
-	err := c.Run(ctx)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdownCtx)
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
-		log.Error("health endpoints stopped", "error", serr)
+	finished := make(chan error, 1)
+	go func() {
+		err := c.Run(ctx)
+		// A scrape in progress may finish; the endpoints must not hold up
+		// the exit longer than that.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(shutdownCtx)
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			log.Error("health endpoints stopped", "error", serr)
+		}
+		finished <- err
+	}()
+
+	abandoned := func() string {
+		if names := c.Unfinished(); len(names) > 0 {
+			return "the triggers of " + strings.Join(names, ",") + ", with their invocations in flight uncommitted"
+		}
+		return "nothing: every trigger had stopped"
 	}
-	if err != nil {
-		log.Error("kafka-connector stopped", "error", err)
-		return exitFailed
+	stopping := ctx.Done()
+	var deadline <-chan time.Time
+	for {
+		select {
+		case err := <-finished:
+			if err != nil {
+				log.Error("kafka-connector stopped", "error", err)
+				return exitFailed
+			}
+			log.Info("kafka-connector stopped")
+			return exitOK
+		case <-stopping:
+			log.Info("stopping: finishing the invocations in flight; a second signal exits at once", "cause", context.Cause(ctx).Error(), "shutdown_timeout", shutdown)
+			stopping = nil
+			timer := time.NewTimer(shutdown + exitMargin)
+			defer timer.Stop()
+			deadline = timer.C
+		case sig := <-again:
+			log.Error("second signal: exiting at once", "signal", sig.String(), "abandoned", abandoned())
+			return exitFailed
+		case <-deadline:
+			log.Error("the stop did not finish in time: exiting", "waited", shutdown+exitMargin, "abandoned", abandoned())
+			return exitFailed
+		}
 	}
-	log.Info("kafka-connector stopped")
-	return exitOK
 }
 
 // endpointURL is where a local client reaches ln: a listener on every

@@ -41,7 +41,7 @@ func TestBadConfigurationExitsWithStatus2AndOneLine(t *testing.T) {
 			t.Setenv("secret_mount_path", t.TempDir())
 			t.Setenv(tc.name, tc.value)
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), nil, nil, &stdout, &stderr)
+			code := run(context.Background(), nil, nil, nil, &stdout, &stderr)
 			if code != 2 {
 				t.Errorf("exit status %d, want 2", code)
 			}
@@ -67,7 +67,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), tc.args, strings.NewReader(""), &stdout, &stderr)
+		code := run(context.Background(), nil, tc.args, strings.NewReader(""), &stdout, &stderr)
 		if code != tc.code || !strings.Contains(stdout.String()+stderr.String(), tc.out) {
 			t.Errorf("%q: status %d, output %q; want %d and %q", tc.args, code, stdout.String()+stderr.String(), tc.code, tc.out)
 		}
@@ -96,7 +96,7 @@ func TestDevModeServesTheEndpointsOfProduction(t *testing.T) {
 			defer cancel()
 			exited := make(chan int, 1)
 			go func() {
-				exited <- run(ctx, []string{"dev", "-kafka-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+				exited <- run(ctx, nil, []string{"dev", "-kafka-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
 			}()
 
 			served := regexp.MustCompile(`msg="serving /healthz, /readyz and /metrics" url=(\S+)`)

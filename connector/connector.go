@@ -7,6 +7,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -42,8 +43,11 @@ type Connector struct {
 	triggers map[string]*runningTrigger // by function name as invoked
 	problems map[string]string          // why a function has no trigger, as last logged
 	illegal  map[string]string          // topic names a function asks for that Kafka cannot have, as last logged
-	metrics  *metrics
-	catalog  *catalog
+	// live are the triggers whose goroutine has not returned, those no
+	// longer in triggers included: what a forced exit abandons.
+	live    map[*runningTrigger]bool
+	metrics *metrics
+	catalog *catalog
 
 	// filters holds the kafka-filter expressions of the last listing,
 	// compiled (or refused) once rather than at every refresh. Only Run's
@@ -61,7 +65,26 @@ type runningTrigger struct {
 	spec  spec
 	abort context.CancelFunc
 	done  chan struct{} // closed when the trigger has stopped
+	// restarting is set, under Connector.mu, while the trigger waits to
+	// start again after a run that failed.
+	restarting bool
 }
+
+// Restarts of a trigger whose run failed back off from restartBackoffMin,
+// doubling up to restartBackoffMax; a run that lasted restartBackoffReset
+// went well, and a failure after it starts from the minimum again.
+const (
+	restartBackoffMin   = time.Second
+	restartBackoffMax   = 30 * time.Second
+	restartBackoffReset = time.Minute
+)
+
+// abandonAfter is how long the triggers get, once the shutdown timeout has
+// cancelled what they had in flight, to leave their groups and close their
+// clients. Sarama's calls take no context and each may wait a broker's read
+// timeout, over a minute: a trigger still stopping by then is abandoned, so
+// that a stop never takes much longer than shutdown_timeout.
+const abandonAfter = 3 * time.Second
 
 // spec is what a trigger is made of: when it changes, the trigger restarts.
 type spec struct {
@@ -79,6 +102,7 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		triggers: make(map[string]*runningTrigger),
 		problems: make(map[string]string),
 		illegal:  make(map[string]string),
+		live:     make(map[*runningTrigger]bool),
 		metrics:  newMetrics(),
 		// Triggers check for new topics and partitions every rebuild
 		// interval; a look half as old serves them all.
@@ -95,7 +119,9 @@ func (c *Connector) Metrics() *prometheus.Registry { return c.metrics.registry }
 // in step with it, until ctx ends. It then drains the triggers: no new
 // batches, the invocations in flight finish and are committed, the groups
 // are left. What is still in flight after the shutdown timeout is abandoned
-// uncommitted, to be delivered again later.
+// uncommitted, to be delivered again later. Run returns an error, after
+// shutdown_timeout and a few seconds, if some trigger has still not stopped
+// by then: it is left behind, for the process to exit without it.
 func (c *Connector) Run(ctx context.Context) error {
 	// Triggers outlive ctx by the grace period, so they get a context of
 	// their own that only abort ends.
@@ -110,8 +136,7 @@ func (c *Connector) Run(ctx context.Context) error {
 		c.refresh(ctx, triggerCtx, &running)
 		select {
 		case <-ctx.Done():
-			c.shutdown(abort, &running)
-			return nil
+			return c.shutdown(abort, &running)
 		case <-tick.C:
 		}
 	}
@@ -131,6 +156,19 @@ func (c *Connector) Ready() bool {
 		}
 	}
 	return true
+}
+
+// Unfinished returns the functions whose triggers have not stopped yet,
+// sorted: what exiting now would abandon.
+func (c *Connector) Unfinished() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for rt := range c.live {
+		names = append(names, rt.t.function)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // refresh reads the function list and starts, restarts and stops triggers
@@ -177,12 +215,14 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 		}
 		t := c.newTrigger(name, s)
 		tctx, abort := context.WithCancel(triggerCtx)
-		done := make(chan struct{})
-		c.triggers[name] = &runningTrigger{t: t, spec: s, abort: abort, done: done}
+		rt := &runningTrigger{t: t, spec: s, abort: abort, done: make(chan struct{})}
+		c.triggers[name] = rt
+		c.live[rt] = true
 		c.log.Info("starting trigger", "function", name, "topics", s.topics, "group", s.settings.Group)
 		predecessor := predecessors[name]
 		running.Go(func() {
-			defer close(done)
+			defer close(rt.done)
+			defer c.stopped(rt)
 			if predecessor != nil {
 				select {
 				case <-predecessor:
@@ -190,8 +230,85 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 					return
 				}
 			}
-			t.run(tctx)
+			c.supervise(tctx, rt)
 		})
+	}
+	c.countTriggers()
+}
+
+// supervise runs the trigger until it is asked to stop. A run that ends
+// otherwise (the brokers could not be reached, the consumer group could
+// not be created) is logged, counted and started again with backoff, the
+// trigger not ready meanwhile: a trigger is never left dead in the map.
+func (c *Connector) supervise(ctx context.Context, rt *runningTrigger) {
+	t := rt.t
+	retry := newRetrier(restartBackoffMin, restartBackoffMax)
+	for {
+		began := time.Now()
+		err := t.run(ctx)
+		if t.stopping(ctx) {
+			return
+		}
+		t.ready.Store(false)
+		if err == nil {
+			err = errors.New("the trigger ended without being asked to stop")
+		}
+		if time.Since(began) >= restartBackoffReset {
+			retry.reset()
+		}
+		delay := retry.next()
+		c.metrics.restarts.WithLabelValues(t.function).Inc()
+		t.log.Error("trigger failed; starting it again", "group", t.settings.Group, "error", err, "retry_in", delay)
+		c.setRestarting(rt, true)
+		again := t.wait(ctx, delay)
+		c.setRestarting(rt, false)
+		if !again {
+			return
+		}
+	}
+}
+
+func (c *Connector) setRestarting(rt *runningTrigger, restarting bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt.restarting = restarting
+	c.countTriggers()
+}
+
+// countTriggers sets the gauge of the functions that have a trigger, by
+// whether it runs or waits to start again. c.mu must be held.
+func (c *Connector) countTriggers() {
+	restarting := 0
+	for _, rt := range c.triggers {
+		if rt.restarting {
+			restarting++
+		}
+	}
+	c.metrics.triggers.WithLabelValues("running").Set(float64(len(c.triggers) - restarting))
+	c.metrics.triggers.WithLabelValues("restarting").Set(float64(restarting))
+}
+
+// stopped forgets a trigger whose goroutine returns. The series of a
+// function that is gone go with its last trigger, so that removed
+// functions do not pile up in /metrics; a successor keeps those of the
+// topics it still reads. Deleting them only now, once nothing of the
+// trigger runs, keeps a late update from bringing one back.
+func (c *Connector) stopped(rt *runningTrigger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.live, rt)
+	name := rt.t.function
+	switch now := c.triggers[name]; {
+	case now == rt:
+		// Still wanted: the connector itself is stopping.
+	case now == nil:
+		c.metrics.forget(name)
+	default:
+		for _, topic := range rt.spec.topics {
+			if !slices.Contains(now.spec.topics, topic) {
+				c.metrics.forgetTopic(name, topic)
+			}
+		}
 	}
 }
 
@@ -286,7 +403,6 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 	}
 	c.illegal = illegal
 	c.filters = filters
-	c.metrics.triggers.WithLabelValues("running").Set(float64(len(want)))
 	c.metrics.triggers.WithLabelValues("invalid").Set(float64(len(problems)))
 	return want
 }
@@ -314,14 +430,17 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 }
 
 // shutdown drains every trigger and waits for them, aborting what is still
-// in flight when the grace period is over.
-func (c *Connector) shutdown(abort context.CancelFunc, running *sync.WaitGroup) {
+// in flight when the grace period is over, and abandoning the triggers that
+// have still not stopped abandonAfter later.
+func (c *Connector) shutdown(abort context.CancelFunc, running *sync.WaitGroup) error {
 	c.mu.Lock()
 	for _, rt := range c.triggers {
 		rt.t.drain()
 	}
 	c.mu.Unlock()
 	done := make(chan struct{})
+	// When triggers are abandoned, this goroutine is too: the process
+	// exits without waiting for either.
 	go func() {
 		running.Wait()
 		close(done)
@@ -330,9 +449,20 @@ func (c *Connector) shutdown(abort context.CancelFunc, running *sync.WaitGroup) 
 	defer grace.Stop()
 	select {
 	case <-done:
+		return nil
 	case <-grace.C:
-		c.log.Warn("shutdown timeout reached; abandoning the invocations in flight, uncommitted", "shutdown_timeout", c.cfg.ShutdownTimeout)
-		abort()
-		<-done
 	}
+	c.log.Warn("shutdown timeout reached; abandoning the invocations in flight, uncommitted", "shutdown_timeout", c.cfg.ShutdownTimeout)
+	abort()
+	last := time.NewTimer(abandonAfter)
+	defer last.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-last.C:
+	}
+	stuck := strings.Join(c.Unfinished(), ",")
+	c.log.Error("triggers did not stop in time; abandoning them: what they had in flight is not committed, and their groups are left to expire",
+		"functions", stuck, "waited", c.cfg.ShutdownTimeout+abandonAfter)
+	return fmt.Errorf("the triggers of %s did not stop within %v", stuck, c.cfg.ShutdownTimeout+abandonAfter)
 }

@@ -26,6 +26,7 @@ type metrics struct {
 	oldest         *prometheus.GaugeVec     // function, topic, partition
 	committed      *prometheus.GaugeVec     // function, topic, partition
 	triggers       *prometheus.GaugeVec     // state
+	restarts       *prometheus.CounterVec   // function
 	gatewayErrors  prometheus.Counter
 	functionErrors *prometheus.GaugeVec // function
 	// deadLetterErrors: function, topic (the source), reason
@@ -96,8 +97,12 @@ func newMetrics() *metrics {
 		}, []string{"function", "topic", "partition"}),
 		triggers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "functions",
-			Help: "Functions discovered, by state: running (a trigger feeds it) or invalid (its annotations cannot be used).",
+			Help: "Functions discovered, by state: running (a trigger feeds it), restarting (its trigger failed and waits to start again) or invalid (its annotations cannot be used).",
 		}, []string{"state"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "trigger_restarts_total",
+			Help: "Times a trigger failed without being asked to stop (the brokers could not be reached, its consumer group could not be created) and was started again after a backoff.",
+		}, []string{"function"}),
 		gatewayErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "gateway_discovery_errors_total",
 			Help: "Function listings that failed; the triggers stay as they were.",
@@ -109,7 +114,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.consumed, m.filtered, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
-		m.deadLetters, m.deadLetterErrors, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.gatewayErrors, m.functionErrors,
+		m.deadLetters, m.deadLetterErrors, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -166,4 +171,30 @@ func (p *partitionMetrics) release() {
 	p.m.lag.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.oldest.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.committed.DeleteLabelValues(p.function, p.topic, p.partition)
+}
+
+// byFunction are the series that carry a function label and are kept while
+// the function has a trigger; function_config_error is kept by the function
+// list itself.
+func (m *metrics) byFunction() []*prometheus.MetricVec {
+	return []*prometheus.MetricVec{
+		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
+		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
+		m.retrying.MetricVec, m.lag.MetricVec, m.oldest.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
+		m.filtered.MetricVec, m.deadLetterErrors.MetricVec,
+	}
+}
+
+// forget deletes every series of a function whose trigger is gone.
+func (m *metrics) forget(function string) {
+	for _, v := range m.byFunction() {
+		v.DeletePartialMatch(prometheus.Labels{"function": function})
+	}
+}
+
+// forgetTopic deletes the series of a topic the function no longer reads.
+func (m *metrics) forgetTopic(function, topic string) {
+	for _, v := range m.byFunction() {
+		v.DeletePartialMatch(prometheus.Labels{"function": function, "topic": topic})
+	}
 }

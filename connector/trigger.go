@@ -74,19 +74,26 @@ type trigger struct {
 	drain    context.CancelFunc
 }
 
-// run consumes until ctx ends or drain is called. Cancelling ctx abandons
-// the invocations in flight without committing them.
-func (t *trigger) run(ctx context.Context) {
-	client := t.connect(ctx)
-	if client == nil {
-		return
+// run consumes until ctx ends or drain is called, and then returns nil.
+// Cancelling ctx abandons the invocations in flight without committing
+// them. It returns an error when it cannot go on: the brokers cannot be
+// reached, or the consumer group cannot be created or was closed; the
+// connector then starts it again.
+func (t *trigger) run(ctx context.Context) error {
+	client, err := sarama.NewClient(t.brokers, t.newSaramaConfig())
+	if err != nil {
+		return fmt.Errorf("cannot reach kafka brokers %s: %w", strings.Join(t.brokers, ","), err)
 	}
 	defer client.Close()
 	defer t.deadLetters.close()
+	// The client reads no metadata before it needs it; the catalog's look
+	// is what shows at once that the brokers can be reached.
+	if _, err := t.catalog.lookup(); err != nil {
+		return err
+	}
 	group, err := sarama.NewConsumerGroupFromClient(t.settings.Group, client)
 	if err != nil {
-		t.log.Error("cannot create consumer group", "group", t.settings.Group, "error", err)
-		return
+		return fmt.Errorf("cannot create consumer group %s: %w", t.settings.Group, err)
 	}
 	var errorsDone sync.WaitGroup
 	errorsDone.Go(func() {
@@ -114,7 +121,7 @@ func (t *trigger) run(ctx context.Context) {
 		if err == nil && len(topics) == 0 {
 			t.ready.Store(true) // nothing to consume until a topic exists
 			if !t.wait(ctx, t.checkInterval) {
-				return
+				return nil
 			}
 			continue
 		}
@@ -124,7 +131,10 @@ func (t *trigger) run(ctx context.Context) {
 		}
 		switch {
 		case t.stopping(ctx):
-			return
+			return nil
+		case errors.Is(err, sarama.ErrClosedConsumerGroup), errors.Is(err, sarama.ErrClosedClient):
+			// Retrying would fail the same way for ever.
+			return fmt.Errorf("consuming: %w", err)
 		case errors.Is(err, errTopicsChanged):
 			retry.reset()
 			continue
@@ -141,9 +151,10 @@ func (t *trigger) run(ctx context.Context) {
 		delay := retry.next()
 		t.log.Warn("cannot consume; joining the group again", "group", t.settings.Group, "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
 		if !t.wait(ctx, delay) {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // leaveStatic leaves the group by the client's instance id. Sarama does not
@@ -254,23 +265,6 @@ func (t *trigger) partitionCount(topics []string) int {
 		n += all[topic]
 	}
 	return n
-}
-
-// connect creates the Kafka client, retrying with backoff while no broker
-// can be reached. It returns nil when the trigger stops first.
-func (t *trigger) connect(ctx context.Context) sarama.Client {
-	retry := newRetrier(time.Second, 30*time.Second)
-	for {
-		client, err := sarama.NewClient(t.brokers, t.newSaramaConfig())
-		if err == nil {
-			return client
-		}
-		delay := retry.next()
-		t.log.Error("cannot reach kafka brokers; retrying", "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
-		if !t.wait(ctx, delay) {
-			return nil
-		}
-	}
 }
 
 // availableTopics returns the trigger's topics that exist in the cluster,

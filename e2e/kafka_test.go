@@ -6,12 +6,14 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // kafkaCluster is an embedded cluster of three brokers on fixed ports that
@@ -94,6 +96,35 @@ func (k *kafkaCluster) Start() {
 	if err != nil {
 		k.t.Fatalf("restarting the embedded kafka cluster: %v", err)
 	}
+}
+
+// hold makes the brokers sit on every request of the key from now on,
+// answering none, as a broker that hangs would, until release is called or
+// the test ends. held counts the requests being sat on.
+func (k *kafkaCluster) hold(key kmsg.Key) (held *atomic.Int32, release func()) {
+	k.mu.Lock()
+	c := k.c
+	k.mu.Unlock()
+	held = &atomic.Int32{}
+	released := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
+	// Registered after the cluster's own cleanup, so run before it: the
+	// cluster does not close with requests asleep.
+	k.t.Cleanup(release)
+	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
+		select {
+		case <-released:
+			c.DropControl()
+			return nil, nil, false
+		default:
+		}
+		held.Add(1)
+		c.SleepControl(func() { <-released })
+		held.Add(-1)
+		return nil, nil, false // answered as usual once released
+	})
+	return held, release
 }
 
 // freePorts finds n ports nobody listens on.
