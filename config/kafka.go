@@ -22,11 +22,14 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	sc.Metadata.Full = false
 
 	sc.Consumer.Return.Errors = true
-	// An idle partition's fetch waits at the broker this long for data; it
-	// returns as soon as a message arrives, so only idle cost depends on
-	// it: with sarama's 500 ms, a thousand idle functions keep a core busy
-	// polling.
-	sc.Consumer.MaxWaitTime = 5 * time.Second
+	// An idle partition's fetch waits at the broker this long for data. It
+	// returns as soon as a message arrives, so latency does not depend on
+	// it, but idle cost does: with sarama's 500 ms, a thousand idle
+	// functions take a fifth of a core polling. Longer is not free either:
+	// a claim that ends (a rebalance, a stop) waits for its fetch in
+	// flight, and requests queued behind it on the same connection
+	// (heartbeats, commits) wait with it.
+	sc.Consumer.MaxWaitTime = 2 * time.Second
 	// Consumer.Fetch.Max stays 0, no limit: at a limit, sarama skips a
 	// message larger than it, which would lose that message.
 	// The connector itself gives a partition that its group never committed
