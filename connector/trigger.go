@@ -462,7 +462,7 @@ func (t *trigger) resolveStarts(client sarama.Client, points map[string]map[int3
 			for p, offset := range ps {
 				if offset < 0 { // nothing that new: start at the end
 					if ends == nil {
-						if ends, err = listOffsets(client, level, points2parts(points), sarama.OffsetNewest); err != nil {
+						if ends, err = listOffsets(client, level, partitionsOf(points), sarama.OffsetNewest); err != nil {
 							return nil, fmt.Errorf("finding where partitions start: %w", err)
 						}
 					}
@@ -475,7 +475,7 @@ func (t *trigger) resolveStarts(client sarama.Client, points map[string]map[int3
 	return out, nil
 }
 
-func points2parts(points map[string]map[int32]startPoint) partitions {
+func partitionsOf(points map[string]map[int32]startPoint) partitions {
 	parts := make(partitions)
 	for topic, ps := range points {
 		for p := range ps {
