@@ -46,6 +46,10 @@ type sink struct {
 	// delay, when set, is called with the produce-to-invoke delay of each
 	// record, for bodies that start with their produce time.
 	delay func(producedAt, now time.Time)
+
+	// slow is how long every call takes, as a function doing real work
+	// does: the connector then reads far ahead of what it delivers.
+	slow time.Duration
 }
 
 func newSink(target, size int) *sink {
@@ -58,6 +62,12 @@ var recordStart = []byte(`{"Ckafka":`)
 const decodeEvery = 64
 
 func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
+	if s.slow > 0 {
+		select {
+		case <-time.After(s.slow):
+		case <-c.Context().Done():
+		}
+	}
 	now := time.Now()
 	if !s.decodeAll && s.delay == nil && s.invocations.Load()%decodeEvery != 0 {
 		// A quote inside a JSON string is always escaped, so in a valid

@@ -18,6 +18,9 @@
 //   - the connector over a backlog three times smaller: its peak memory,
 //     against the peak of the full backlog's phase after as many messages,
 //     shows whether memory grows with the backlog;
+//   - the connector over a backlog of large messages (64 KiB) for a slow
+//     function (200 ms a call) with max_messages=10: its peak memory is
+//     what the connector reads ahead of what it delivers;
 //   - the connector at a steady 2,000 messages a second, for the
 //     produce-to-invoke latency.
 //
@@ -60,6 +63,11 @@ type options struct {
 	profileDir     string
 	only           string
 	decodeAll      bool
+	// The large-message phase: largeN messages of largeSize bytes, a
+	// function that takes largeDelay a call, largeMaxMessages a batch.
+	largeN, largeSize, largeMaxMessages int
+	largeDelay                          time.Duration
+	bufferedBytes                       int // max_buffered_bytes of every connector phase; 0: the default
 }
 
 func main() {
@@ -83,7 +91,12 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,latency,many", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,many", "the phases to run, comma-separated")
+	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
+	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
+	flag.DurationVar(&o.largeDelay, "large-delay", 200*time.Millisecond, "how long the function of the large-message phase takes a call")
+	flag.IntVar(&o.largeMaxMessages, "large-max-messages", 10, "the connector's max_messages in the large-message phase")
+	flag.IntVar(&o.bufferedBytes, "max-buffered-bytes", 0, "the connector's max_buffered_bytes in every phase (0: its default)")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
 	flag.StringVar(&co.topic, "topic", "", "with -child=consumer: the topic")
@@ -113,23 +126,27 @@ func main() {
 		if !set["latency-warmup"] {
 			o.latencyWarmup = time.Second
 		}
+		if !set["large-n"] {
+			o.largeN = 1200
+		}
 	}
 	if o.n1 <= 0 || o.n1 > o.n {
 		o.n1 = o.n
 	}
-	if o.runs < 1 || o.n < 1000 || o.partitions < 1 || o.size < 32 {
-		log.Fatal("bench: want -runs >= 1, -n >= 1000, -partitions >= 1, -size >= 32")
+	if o.runs < 1 || o.n < 1000 || o.partitions < 1 || o.size < 32 || o.largeSize < 32 || o.largeN < o.partitions || o.largeMaxMessages < 1 {
+		log.Fatal("bench: want -runs >= 1, -n >= 1000, -partitions >= 1, -size >= 32, -large-size >= 32, -large-n >= -partitions, -large-max-messages >= 1")
 	}
 	if err := run(o); err != nil {
 		log.Fatalf("bench: %v", err)
 	}
 }
 
-// Topics: the backlog, the backlog smallerBy times smaller, and one empty
-// topic for each run's latency phase.
+// Topics: the backlog, the backlog smallerBy times smaller, the backlog of
+// large messages, and one empty topic for each run's latency phase.
 const (
 	topicBacklog = "backlog"
 	topicSmall   = "backlog-small"
+	topicLarge   = "backlog-large"
 	smallerBy    = 3
 )
 
@@ -147,7 +164,7 @@ func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall}
+	topics := []string{topicBacklog, topicSmall, topicLarge}
 	for r := 1; r <= o.runs; r++ {
 		topics = append(topics, latencyTopic(r))
 	}
@@ -170,6 +187,11 @@ func run(o options) error {
 	}
 	if b.phase("small") {
 		if err := produceBacklog(ctx, b.brokers, topicSmall, int32(o.partitions), o.n/smallerBy, o.size); err != nil {
+			return err
+		}
+	}
+	if b.phase("large") {
+		if err := produceBacklog(ctx, b.brokers, topicLarge, int32(o.partitions), o.largeN, o.largeSize); err != nil {
 			return err
 		}
 	}
@@ -224,6 +246,7 @@ type runResult struct {
 	// one message in ten; its messages are those read, not delivered.
 	filtered *phaseResult
 	small    *phaseResult // the connector, max_messages=1, backlog n/smallerBy
+	large    *phaseResult // the connector, large messages, a slow function
 	latency  *latencyResult
 }
 
@@ -266,7 +289,7 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		if !b.phase("bare") {
 			return nil
 		}
-		p, err := b.throughput(r, "bare, "+which, topicBacklog, 0, b.n, "")
+		p, err := b.throughput(r, phaseSpec{name: "bare, " + which, topic: topicBacklog, target: b.n})
 		if err != nil {
 			return fmt.Errorf("bare consumer: %w", err)
 		}
@@ -287,7 +310,7 @@ func (b *bench) oneRun(r int) (runResult, error) {
 			if mm == 1 {
 				n = b.n1
 			}
-			p, err := b.throughput(r, "max_messages="+strconv.Itoa(mm), topicBacklog, mm, n, "")
+			p, err := b.throughput(r, phaseSpec{name: "max_messages=" + strconv.Itoa(mm), topic: topicBacklog, maxMessages: mm, target: n, size: b.size})
 			if err != nil {
 				return rr, fmt.Errorf("connector, max_messages=%d: %w", mm, err)
 			}
@@ -295,7 +318,7 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		}
 		// Right after the unfiltered phase it is compared with.
 		if mm == filterMaxMessages && b.phase("filter") {
-			p, err := b.throughput(r, "filter one in ten", topicBacklog, filterMaxMessages, b.n, oneInTen)
+			p, err := b.throughput(r, phaseSpec{name: "filter one in ten", topic: topicBacklog, maxMessages: filterMaxMessages, target: b.n, size: b.size, expr: oneInTen})
 			if err != nil {
 				return rr, fmt.Errorf("connector, filter passing one in ten: %w", err)
 			}
@@ -305,11 +328,18 @@ func (b *bench) oneRun(r int) (runResult, error) {
 	if b.phase("small") {
 		// max_messages=1 delivers slowest, so its consumer is always as
 		// far ahead as it may read: its memory is the one that would grow.
-		p, err := b.throughput(r, "smaller backlog", topicSmall, 1, min(b.n/smallerBy, b.n1), "")
+		p, err := b.throughput(r, phaseSpec{name: "smaller backlog", topic: topicSmall, maxMessages: 1, target: min(b.n/smallerBy, b.n1), size: b.size})
 		if err != nil {
 			return rr, fmt.Errorf("connector, smaller backlog: %w", err)
 		}
 		rr.small = p
+	}
+	if b.phase("large") {
+		p, err := b.throughput(r, phaseSpec{name: "large messages", topic: topicLarge, maxMessages: b.largeMaxMessages, target: b.largeN, size: b.largeSize, slow: b.largeDelay})
+		if err != nil {
+			return rr, fmt.Errorf("connector, large messages: %w", err)
+		}
+		rr.large = p
 	}
 	if b.phase("latency") {
 		l, err := b.latency(r)
@@ -334,6 +364,9 @@ func (b *bench) env(group string, maxMessages int) []string {
 	}
 	if maxMessages > 0 {
 		env = append(env, "max_messages="+strconv.Itoa(maxMessages))
+	}
+	if b.bufferedBytes > 0 {
+		env = append(env, "max_buffered_bytes="+strconv.Itoa(b.bufferedBytes))
 	}
 	return env
 }
@@ -360,11 +393,25 @@ const (
 // passOneInTen is how many of the first n messages of a backlog oneInTen passes.
 func passOneInTen(n int) int { return (n + 9) / 10 }
 
-// throughput runs one consumer over the backlog of topic until target
-// messages are delivered: the bare consumer group when maxMessages is 0,
-// the connector otherwise. With a filter (expr), target messages are read
-// and the phase ends when the function has received those that pass.
-func (b *bench) throughput(r int, name, topic string, maxMessages, target int, expr string) (*phaseResult, error) {
+// phaseSpec is what a throughput phase reads and how.
+type phaseSpec struct {
+	name, topic string
+	maxMessages int // 0 for the bare consumer group
+	target      int // messages to read
+	size        int // bytes of every message value
+	// slow is how long the function takes a call; 0 answers at once.
+	slow time.Duration
+	// expr, when set, is the function's kafka-filter: target messages are
+	// read and the phase ends when the function has received those that
+	// pass.
+	expr string
+}
+
+// throughput runs one consumer over the backlog of a topic until the target
+// number of messages is delivered: the bare consumer group when maxMessages
+// is 0, the connector otherwise.
+func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
+	name, topic, maxMessages, target, expr := ps.name, ps.topic, ps.maxMessages, ps.target, ps.expr
 	slug := strings.Map(func(c rune) rune {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
@@ -382,7 +429,7 @@ func (b *bench) throughput(r int, name, topic string, maxMessages, target int, e
 	)
 	if maxMessages > 0 {
 		o.kind = "connector"
-		s = newSink(target, b.size)
+		s = newSink(target, ps.size)
 		s.decodeAll = b.decodeAll
 		if expr != "" { // oneInTen, the only filter measured
 			s.target = int64(passOneInTen(target))
@@ -391,6 +438,7 @@ func (b *bench) throughput(r int, name, topic string, maxMessages, target int, e
 				return strings.HasSuffix(stamp, "0")
 			}
 		}
+		s.slow = ps.slow
 		if topic == topicBacklog && maxMessages == 1 && b.n/smallerBy <= target {
 			s.checkpoint = int64(b.n / smallerBy)
 		}

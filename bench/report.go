@@ -3,13 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/config"
-	"github.com/kafka-connector/kafka-connector/types"
 )
 
 // The targets the connector is held to.
@@ -19,6 +20,8 @@ const (
 	targetInvocations1  = 10_000
 	targetLatencyMargin = 20 * time.Millisecond // p99 under max_wait plus this
 	targetPeakRSS       = 150 << 20
+	// The large-message phase: 64 KiB messages, a function of 200 ms.
+	targetLargePeakRSS = 200 << 20
 	// Memory "does not grow with the backlog": the peak over the whole
 	// backlog is within this factor of the peak over a smaller one.
 	targetGrowth = 1.25
@@ -92,7 +95,9 @@ func table(o options, m machine, runs []runResult) string {
 		}
 		return fmt.Sprintf("%.2f×", cpu/bareCPU)
 	}
-	row := func(label string, get func(runResult) *phaseResult, invocations bool) {
+	// ofLimit compares the phase's rate with the limit's: not for a phase
+	// paced by a slow function.
+	row := func(label string, get func(runResult) *phaseResult, invocations, ofLimit bool) {
 		ps := bare // the limit's row
 		var ratios []float64
 		if get != nil {
@@ -100,7 +105,7 @@ func table(o options, m machine, runs []runResult) string {
 			for _, r := range runs {
 				if p := get(r); p != nil {
 					ps = append(ps, p)
-					if l := r.limit(); l > 0 {
+					if l := r.limit(); l > 0 && ofLimit {
 						ratios = append(ratios, p.rate()/l)
 					}
 				}
@@ -123,25 +128,31 @@ func table(o options, m machine, runs []runResult) string {
 			inv = count(int(median(each(ps, (*phaseResult).invocationRate))))
 		}
 		cpu := median(each(ps, func(p *phaseResult) float64 { return perMessage(p.cpu, p.messages) }))
+		ratio := "–"
+		if ofLimit {
+			ratio = cpuRatio(cpu)
+		}
 		fmt.Fprintf(&w, "| %s | %s | %s | %s | – | %.2f µs | %s | %.1f | %s B | %.0f MiB | %.2f µs |\n",
-			label, rate, inv, of, cpu, cpuRatio(cpu),
+			label, rate, inv, of, cpu, ratio,
 			median(each(ps, func(p *phaseResult) float64 { return float64(p.mallocs) / float64(p.messages) })),
 			count(int(median(each(ps, func(p *phaseResult) float64 { return float64(p.allocBytes) / float64(p.messages) })))),
 			median(each(ps, func(p *phaseResult) float64 { return mib(p.peakRSS) })),
 			median(each(ps, func(p *phaseResult) float64 { return perMessage(p.hostCPU, p.messages) })))
 	}
-	row("bare sarama consumer group: the limit", nil, false)
+	row("bare sarama consumer group: the limit", nil, false, true)
 	for _, mm := range []int{1000, 100, 1} {
 		label := fmt.Sprintf("connector, max_messages=%d", mm)
 		if mm == 1 && o.n1 != o.n {
 			label += fmt.Sprintf(" (first %s messages)", count(o.n1))
 		}
-		row(label, func(r runResult) *phaseResult { return r.batches[mm] }, true)
+		row(label, func(r runResult) *phaseResult { return r.batches[mm] }, true, true)
 		if mm == filterMaxMessages {
-			row(fmt.Sprintf("connector, max_messages=%d, kafka-filter passing one in ten", mm), func(r runResult) *phaseResult { return r.filtered }, true)
+			row(fmt.Sprintf("connector, max_messages=%d, kafka-filter passing one in ten", mm), func(r runResult) *phaseResult { return r.filtered }, true, true)
 		}
 	}
-	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true)
+	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true, true)
+	row(fmt.Sprintf("connector, %s messages of %s, function of %v, max_messages=%d", count(o.largeN), sizeName(o.largeSize), o.largeDelay, o.largeMaxMessages),
+		func(r runResult) *phaseResult { return r.large }, true, false)
 
 	var lats []*latencyResult
 	for _, r := range runs {
@@ -211,6 +222,22 @@ func table(o options, m machine, runs []runResult) string {
 	if len(peaks) > 0 {
 		check(fmt.Sprintf("peak RSS under %d MiB with a backlog of %s", targetPeakRSS>>20, count(o.n)), median(peaks) < targetPeakRSS, fmt.Sprintf("%.0f MiB", median(peaks)/(1<<20)))
 	}
+	var large []*phaseResult
+	for _, r := range runs {
+		if r.large != nil {
+			large = append(large, r.large)
+		}
+	}
+	if len(large) > 0 {
+		// The function cannot take more than a batch of every partition
+		// per call time: the pace the phase is measured against.
+		capacity := float64(o.partitions*o.largeMaxMessages) / o.largeDelay.Seconds()
+		rate := median(each(large, (*phaseResult).rate))
+		peak := median(each(large, func(p *phaseResult) float64 { return float64(p.peakRSS) }))
+		check(fmt.Sprintf("peak RSS under %d MiB with %s messages of %s on %d partitions, a function of %v and max_messages=%d", targetLargePeakRSS>>20,
+			count(o.largeN), sizeName(o.largeSize), o.partitions, o.largeDelay, o.largeMaxMessages), peak < targetLargePeakRSS,
+			fmt.Sprintf("%.0f MiB; %s msg/s, %s of the function's pace of %s msg/s", peak/(1<<20), count(int(rate)), pct(rate/capacity), count(int(capacity))))
+	}
 	var growth []float64
 	for _, r := range runs {
 		if big, small := r.batches[1], r.small; big != nil && small != nil && big.peakRSSAtCheckpoint > 0 {
@@ -219,9 +246,12 @@ func table(o options, m machine, runs []runResult) string {
 	}
 	// The comparison says something only if the smaller backlog is more
 	// than the consumer may hold fetched: about two fetches a partition.
-	fetch := (&config.Config{}).Sarama(types.TriggerSettings{}).Consumer.Fetch.Default
-	if perPartition := o.n / smallerBy / o.partitions * o.size; len(growth) > 0 && perPartition < 2*int(fetch) {
-		fmt.Fprintf(&w, "- memory does not grow with the backlog: not judged, the smaller backlog (%s bytes a partition) does not exceed two fetches of %s bytes\n", count(perPartition), count(int(fetch)))
+	fetch := o.bufferedBytes
+	if fetch == 0 {
+		fetch = defaultBufferedBytes()
+	}
+	if perPartition := o.n / smallerBy / o.partitions * o.size; len(growth) > 0 && perPartition < 2*fetch {
+		fmt.Fprintf(&w, "- memory does not grow with the backlog: not judged, the smaller backlog (%s bytes a partition) does not exceed two fetches of %s bytes\n", count(perPartition), count(fetch))
 	} else if len(growth) > 0 {
 		check(fmt.Sprintf("memory does not grow with the backlog: peak RSS of max_messages=1 over the first %s messages of a backlog of %s within %.2f× of over a backlog of %s", count(o.n/smallerBy), count(o.n), targetGrowth, count(o.n/smallerBy)), median(growth) <= targetGrowth, fmt.Sprintf("%.2f×", median(growth)))
 	}
@@ -241,6 +271,25 @@ func table(o options, m machine, runs []runResult) string {
 		fmt.Fprintf(&w, "\nThe backlog is smaller than the 1,000,000 messages the targets are set for.\n")
 	}
 	return w.String()
+}
+
+// defaultBufferedBytes is the connector's default max_buffered_bytes, as
+// its configuration declares it.
+func defaultBufferedBytes() int {
+	f, _ := reflect.TypeFor[config.Config]().FieldByName("MaxBufferedBytes")
+	n, _ := strconv.Atoi(f.Tag.Get("default"))
+	return n
+}
+
+// sizeName writes a size in bytes the short way: 64 KiB, 1 MiB, 100 B.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func each(ps []*phaseResult, f func(*phaseResult) float64) []float64 {

@@ -82,6 +82,26 @@ type Config struct {
 	// rather than dropped.
 	MaxBytes int `envconfig:"max_bytes" default:"6291456" desc:"a whole number of bytes from 1024 up"`
 
+	// MaxBufferedBytes is how much of a partition is fetched at a time, the
+	// bytes it reads ahead of its next batch. With the next max_messages
+	// messages (256 at most) queued for that batch, it bounds what a
+	// partition holds beyond the batch being delivered, so that memory
+	// follows the configuration: sarama's own read-ahead (256 messages
+	// whatever max_messages, and 1 MiB fetches) took 451 MiB for 12
+	// partitions of 64 KiB messages at max_messages=10. 1 MiB is sarama's
+	// own fetch size, the throughput figures' and the size of a batch of
+	// most producers: a smaller fetch than a producer's batch brings one
+	// partition at a time. A single message larger than this is still
+	// fetched, whole.
+	MaxBufferedBytes int `envconfig:"max_buffered_bytes" default:"1048576" desc:"a whole number of bytes from 1024 to 52428800"`
+
+	// CommitInterval is how often the offsets of delivered batches are
+	// flushed to Kafka. A crash (not a clean stop, which flushes) repeats
+	// what was delivered since the last flush: about this long's worth of
+	// deliveries, and the batches in flight. Shorter means fewer repeats
+	// and more commit requests: one per trigger and interval.
+	CommitInterval time.Duration `envconfig:"commit_interval" default:"1s" desc:"a duration from 10ms to 1m, such as 1s"`
+
 	// UpstreamTimeout bounds one invocation. A function slower than this
 	// counts as failed and its batch is retried.
 	UpstreamTimeout time.Duration `envconfig:"upstream_timeout" default:"60s" desc:"a positive duration, such as 30s or 2m"`
@@ -272,6 +292,10 @@ func (c *Config) Validate() error {
 		return fieldError("MaxWait", c.MaxWait.String(), nil)
 	case c.MaxBytes < 1024:
 		return fieldError("MaxBytes", strconv.Itoa(c.MaxBytes), nil)
+	case c.MaxBufferedBytes < 1024 || c.MaxBufferedBytes > types.MaxBufferedBytesLimit:
+		return fieldError("MaxBufferedBytes", strconv.Itoa(c.MaxBufferedBytes), nil)
+	case c.CommitInterval < 10*time.Millisecond || c.CommitInterval > time.Minute:
+		return fieldError("CommitInterval", c.CommitInterval.String(), nil)
 	case c.UpstreamTimeout <= 0:
 		return fieldError("UpstreamTimeout", c.UpstreamTimeout.String(), nil)
 	case c.RebuildInterval < 100*time.Millisecond:
@@ -370,6 +394,7 @@ func (c *Config) Trigger() types.TriggerSettings {
 		MaxMessages:         c.MaxMessages,
 		MaxWait:             c.MaxWait,
 		MaxBytes:            c.MaxBytes,
+		MaxBufferedBytes:    c.MaxBufferedBytes,
 		MaxRetries:          c.MaxRetries,
 		RetryBackoffInitial: c.RetryBackoffInitial,
 		RetryBackoffMax:     c.RetryBackoffMax,

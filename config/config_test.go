@@ -41,7 +41,8 @@ func TestDefaults(t *testing.T) {
 		c.MaxBytes != 6291456 || c.UpstreamTimeout != time.Minute || c.RebuildInterval != 30*time.Second ||
 		c.RetryBackoffInitial != 500*time.Millisecond || c.RetryBackoffMax != time.Minute || c.MaxRetries != -1 ||
 		c.ContentType != "application/json" || c.HTTPAddr != ":8081" || c.ShutdownTimeout != 30*time.Second ||
-		c.InitialOffset.Earliest || !c.InitialOffset.At.IsZero() || c.TopicDelimiter != "," || len(c.Topics) != 0 {
+		c.InitialOffset.Earliest || !c.InitialOffset.At.IsZero() || c.TopicDelimiter != "," || len(c.Topics) != 0 ||
+		c.MaxBufferedBytes != 1<<20 || c.CommitInterval != time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -80,6 +81,13 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"max_wait", "soon"},
 		{"initial_offset", "beginning"},
 		{"max_bytes", "10"},
+		{"max_buffered_bytes", "1023"},
+		{"max_buffered_bytes", "52428801"},
+		{"max_buffered_bytes", "1MiB"},
+		{"commit_interval", "0s"},
+		{"commit_interval", "5ms"},
+		{"commit_interval", "2m"},
+		{"commit_interval", "often"},
 		{"upstream_timeout", "0s"},
 		{"rebuild_interval", "1ms"},
 		{"retry_backoff_initial", "0s"},

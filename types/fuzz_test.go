@@ -150,6 +150,7 @@ func FuzzFunctionTopics(f *testing.F) {
 var annotationNames = []string{
 	AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
 	AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationFilter, TopicAnnotation,
+	AnnotationMaxBufferedBytes,
 }
 
 // Whatever a function's annotations say, the settings are either refused
@@ -160,7 +161,7 @@ func FuzzWithAnnotations(f *testing.F) {
 	f.Fuzz(func(t *testing.T, n1 uint8, v1 string, n2 uint8, v2 string) {
 		base := TriggerSettings{
 			Enabled: true, Group: "kafka-connector-f", MaxMessages: 100, MaxWait: time.Second,
-			MaxBytes: 1 << 20, MaxRetries: -1, RetryBackoffInitial: time.Second, RetryBackoffMax: time.Minute,
+			MaxBytes: 1 << 20, MaxBufferedBytes: 1 << 20, MaxRetries: -1, RetryBackoffInitial: time.Second, RetryBackoffMax: time.Minute,
 			UpstreamTimeout: time.Minute, ContentType: "application/json",
 		}
 		annotations := map[string]string{
@@ -195,6 +196,8 @@ func FuzzWithAnnotations(f *testing.F) {
 			t.Errorf("group %q accepted from %q", s.Group, annotations)
 		case s.DeadLetterTopic != "" && CheckTopicName(s.DeadLetterTopic) != nil:
 			t.Errorf("dead-letter topic %q accepted from %q", s.DeadLetterTopic, annotations)
+		case s.MaxBufferedBytes < 1024 || s.MaxBufferedBytes > MaxBufferedBytesLimit:
+			t.Errorf("max buffered bytes %d accepted from %q", s.MaxBufferedBytes, annotations)
 		}
 		// What was not annotated keeps the connector-wide value.
 		if _, ok := annotations[AnnotationMaxMessages]; !ok && s.MaxMessages != base.MaxMessages {

@@ -27,6 +27,10 @@ type TriggerSettings struct {
 	MaxMessages int
 	MaxWait     time.Duration
 	MaxBytes    int
+	// MaxBufferedBytes is how much of a partition is fetched at a time:
+	// what it reads ahead of its next batch, beside the next MaxMessages
+	// messages (256 at most) queued for that batch.
+	MaxBufferedBytes int
 	// MaxRetries is how many times a failed batch is retried before giving
 	// up; -1 retries until success.
 	MaxRetries                           int
@@ -64,6 +68,17 @@ const (
 	AnnotationIsolationLevel  = "kafka-isolation-level"
 	AnnotationFilter          = "kafka-filter"
 )
+
+// AnnotationMaxBufferedBytes overrides max_buffered_bytes for the function:
+// one with large messages or many partitions can read ahead less than the
+// others.
+const AnnotationMaxBufferedBytes = "kafka-max-buffered-bytes"
+
+// MaxBufferedBytesLimit is the largest MaxBufferedBytes: the connector asks
+// a broker for at most 50 MiB a response (sarama's Consumer.Fetch.MaxBytes,
+// Kafka's fetch.max.bytes), so a larger fetch of one partition would not
+// be honoured anyway.
+const MaxBufferedBytesLimit = 50 << 20
 
 // IsolationLevel is which messages of transactional producers a trigger
 // reads, as Kafka's isolation.level.
@@ -104,6 +119,7 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 	for _, name := range []string{
 		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
 		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel, AnnotationFilter,
+		AnnotationMaxBufferedBytes,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -154,6 +170,12 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad("a Kafka topic name: " + err.Error())
 			}
 			s.DeadLetterTopic = v
+		case AnnotationMaxBufferedBytes:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1024 || n > MaxBufferedBytesLimit {
+				return bad("a whole number of bytes from 1024 to 52428800")
+			}
+			s.MaxBufferedBytes = n
 		case AnnotationIsolationLevel:
 			l, err := ParseIsolationLevel(v)
 			if err != nil {

@@ -208,7 +208,7 @@ func TestParseStartOffset(t *testing.T) {
 }
 
 func TestWithAnnotations(t *testing.T) {
-	base := TriggerSettings{Enabled: true, Group: "g", MaxMessages: 100, MaxWait: time.Second, MaxRetries: -1}
+	base := TriggerSettings{Enabled: true, Group: "g", MaxMessages: 100, MaxWait: time.Second, MaxRetries: -1, MaxBufferedBytes: 1 << 20}
 	tests := []struct {
 		annotations map[string]string
 		check       func(TriggerSettings) bool
@@ -222,6 +222,8 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-group": "legacy-group"}, func(s TriggerSettings) bool { return s.Group == "legacy-group" }, ""},
 		{map[string]string{"kafka-enabled": "false"}, func(s TriggerSettings) bool { return !s.Enabled }, ""},
 		{map[string]string{"kafka-filter": ` json.type == "order" `}, func(s TriggerSettings) bool { return s.Filter == `json.type == "order"` }, ""},
+		{map[string]string{"kafka-max-buffered-bytes": " 262144 "}, func(s TriggerSettings) bool { return s.MaxBufferedBytes == 262144 }, ""},
+		{map[string]string{"kafka-max-buffered-bytes": "52428800"}, func(s TriggerSettings) bool { return s.MaxBufferedBytes == MaxBufferedBytesLimit }, ""},
 		{map[string]string{"unrelated": "x"}, func(s TriggerSettings) bool { return s == base }, ""},
 		{map[string]string{"kafka-max-messages": "0"}, nil, "kafka-max-messages"},
 		{map[string]string{"kafka-max-messages": "10001"}, nil, "kafka-max-messages"},
@@ -233,6 +235,9 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-group": " "}, nil, "kafka-group"},
 		{map[string]string{"kafka-enabled": "maybe"}, nil, "kafka-enabled"},
 		{map[string]string{"kafka-filter": " "}, nil, "kafka-filter"},
+		{map[string]string{"kafka-max-buffered-bytes": "1023"}, nil, "kafka-max-buffered-bytes"},
+		{map[string]string{"kafka-max-buffered-bytes": "52428801"}, nil, "kafka-max-buffered-bytes"},
+		{map[string]string{"kafka-max-buffered-bytes": "1MiB"}, nil, "kafka-max-buffered-bytes"},
 	}
 	for _, tc := range tests {
 		got, err := base.WithAnnotations(tc.annotations)

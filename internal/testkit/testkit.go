@@ -176,6 +176,8 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		MaxMessages:         100,
 		MaxWait:             50 * time.Millisecond,
 		MaxBytes:            6291456,
+		MaxBufferedBytes:    1 << 20,
+		CommitInterval:      time.Second,
 		UpstreamTimeout:     10 * time.Second,
 		RebuildInterval:     200 * time.Millisecond,
 		RetryBackoffInitial: 20 * time.Millisecond,
