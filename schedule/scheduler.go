@@ -516,3 +516,14 @@ func (s *Scheduler[P]) Held() int { return s.held }
 
 // Eligible is the number of messages that the next batch could take.
 func (s *Scheduler[P]) Eligible() int { return s.eligible }
+
+// Oldest is the payload of the window's first message, the lowest offset
+// not finished: the oldest message not yet delivered. It reports false
+// when every message of the window is finished.
+func (s *Scheduler[P]) Oldest() (P, bool) {
+	if s.win.n == 0 {
+		var zero P
+		return zero, false
+	}
+	return s.win.at(s.win.head).payload, true
+}
