@@ -53,7 +53,7 @@ type partitionWorker struct {
 	enc     encoder
 	reports chan report // from the batches in flight
 	flights sync.WaitGroup
-	running int // batches whose goroutine has not reported its end
+	running int         // batches whose goroutine has not reported its end
 	timer   *time.Timer // max_wait, while a batch could start but is not full
 	timing  bool
 	marked  int64 // the last offset marked, -1 before any
