@@ -22,6 +22,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -121,6 +122,25 @@ type Config struct {
 	// connector gives up on it. -1, the default, retries until success as the
 	// CKafka trigger does: nothing is skipped unless the operator says so.
 	MaxRetries int `envconfig:"max_retries" default:"-1" desc:"-1 (retry until success) or a whole number from 0 to 10000"`
+
+	// Ordering is what each partition's deliveries keep in order.
+	// partition, the default, is the connector's behaviour before orderings
+	// existed: one batch of a partition in flight at a time. key delivers
+	// the messages of one key one after another but different keys at
+	// once; none keeps only at-least-once.
+	Ordering string `envconfig:"ordering" default:"partition" desc:"partition, key or none"`
+
+	// Concurrency is how many batches of one partition may be in flight
+	// under ordering key or none. Unset, it is 10: enough to hide most of
+	// an invocation's latency, while the window of 11 batches bounds what a
+	// crash delivers again. Under ordering=partition it can only be 1.
+	Concurrency int `envconfig:"concurrency" desc:"a whole number from 1 to 1000, and 1 with ordering=partition (default: 1 under partition, 10 under key and none)"`
+
+	// MaxInflight caps the invocations in flight for one function on this
+	// replica, across all its partitions: a cap that protects the function
+	// however many partitions the replica is given. 0, the default, sets
+	// none.
+	MaxInflight int `envconfig:"max_inflight" default:"0" desc:"0 (no cap) or a whole number up to 100000"`
 
 	// ContentType is the Content-Type of every invocation.
 	ContentType string `envconfig:"content_type" default:"application/json" desc:"a media type such as application/json"`
@@ -258,6 +278,10 @@ func FromEnv() (Config, error) {
 	}
 	c.Brokers = cleanList(c.Brokers)
 	c.Topics = cleanList(c.Topics)
+	if _, set := os.LookupEnv("CONCURRENCY"); set && c.Concurrency == 0 {
+		// Unset means the ordering's default; a 0 written out is a mistake.
+		return Config{}, fieldError("Concurrency", "0", nil)
+	}
 	if _, set := os.LookupEnv("INSTANCE_ID"); !set {
 		c.InstanceID = defaultInstanceID(c.KafkaVersion)
 	}
@@ -310,6 +334,15 @@ func (c *Config) Validate() error {
 		return fieldError("ShutdownTimeout", c.ShutdownTimeout.String(), nil)
 	case c.LogFormat != "text" && c.LogFormat != "json":
 		return fieldError("LogFormat", c.LogFormat, nil)
+	case c.MaxInflight < 0 || c.MaxInflight > types.MaxInflightCap:
+		return fieldError("MaxInflight", strconv.Itoa(c.MaxInflight), nil)
+	}
+	ordering, err := schedule.ParseOrdering(c.Ordering)
+	if err != nil {
+		return fieldError("Ordering", c.Ordering, nil)
+	}
+	if c.Concurrency < 0 || c.Concurrency > types.MaxConcurrency || ordering == schedule.OrderPartition && c.Concurrency > 1 {
+		return fieldError("Concurrency", strconv.Itoa(c.Concurrency), nil)
 	}
 	if _, err := types.ParseIsolationLevel(string(c.IsolationLevel)); err != nil {
 		return fieldError("IsolationLevel", string(c.IsolationLevel), nil)
@@ -386,6 +419,7 @@ func (c *Config) Gateway() *gateway.Client {
 // annotations may override. Group is the prefix; the connector completes it
 // with each function's name.
 func (c *Config) Trigger() types.TriggerSettings {
+	ordering, _ := schedule.ParseOrdering(c.Ordering) // checked by Validate
 	return types.TriggerSettings{
 		Enabled:             true,
 		Group:               c.Group,
@@ -404,6 +438,9 @@ func (c *Config) Trigger() types.TriggerSettings {
 		RecordExtras:        c.RecordExtras,
 		Async:               c.AsynchronousInvocation,
 		CallbackURL:         c.CallbackURL,
+		Ordering:            ordering,
+		Concurrency:         c.Concurrency,
+		MaxInflight:         c.MaxInflight,
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-connector/kafka-connector/schedule"
 )
 
 // clearEnv unsets every variable the connector reads, in both spellings,
@@ -44,6 +47,38 @@ func TestDefaults(t *testing.T) {
 		c.InitialOffset.Earliest || !c.InitialOffset.At.IsZero() || c.TopicDelimiter != "," || len(c.Topics) != 0 ||
 		c.MaxBufferedBytes != 1<<20 || c.CommitInterval != time.Second {
 		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestOrderingSettings(t *testing.T) {
+	tests := []struct {
+		env      map[string]string
+		ordering schedule.Ordering
+		inFlight int // per partition
+		max      int
+	}{
+		{map[string]string{}, schedule.OrderPartition, 1, 0},
+		{map[string]string{"ordering": "partition", "concurrency": "1"}, schedule.OrderPartition, 1, 0},
+		{map[string]string{"ordering": "key"}, schedule.OrderKey, 10, 0},
+		{map[string]string{"ordering": "none", "concurrency": "16", "max_inflight": "50"}, schedule.OrderNone, 16, 50},
+		{map[string]string{"ORDERING": "Key", "CONCURRENCY": "1000"}, schedule.OrderKey, 1000, 0},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := FromEnv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.Trigger()
+			if s.Ordering != tc.ordering || s.InFlightPerPartition() != tc.inFlight || s.MaxInflight != tc.max {
+				t.Errorf("ordering %v, %d in flight a partition, max_inflight %d; want %v, %d, %d",
+					s.Ordering, s.InFlightPerPartition(), s.MaxInflight, tc.ordering, tc.inFlight, tc.max)
+			}
+		})
 	}
 }
 
@@ -111,6 +146,15 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"http_addr", "8081"},
 		{"kafka_version", "0.10.2.0"},
 		{"kafka_version", "latest"},
+		{"ordering", "random"},
+		{"concurrency", "0"},
+		{"concurrency", "1001"},
+		{"concurrency", "-1"},
+		{"concurrency", "many"},
+		{"concurrency", "16"}, // with the default ordering=partition
+		{"max_inflight", "-1"},
+		{"max_inflight", "100001"},
+		{"max_inflight", "some"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

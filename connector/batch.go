@@ -1,56 +1,50 @@
 package connector
 
 import (
-	"slices"
-
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
-// batch is the event for one invocation, encoded as its messages arrive. It
-// belongs to one partition worker; only its sealed body is handed on, to
-// the HTTP transport, which may go on reading it after the invocation
-// returned. So every batch gets a buffer of its own and never changes it
-// once sealed.
-type batch struct {
-	maxMessages int
-	maxBytes    int  // the largest body; a lone message may exceed it
-	extras      bool // add timestamp and headers to every record
-
-	buf         []byte                    // EventStart and the records so far, without EventEnd
-	msgs        []*sarama.ConsumerMessage // the records, for a partial retry or the dead-letter topic
-	first, last int64                     // offsets of the first and last record
-	// end is the offset of the last message read for the batch, in it or
-	// rejected by the filter after it: once the batch is delivered, the
-	// partition is finished up to end. skipped counts the rejected ones.
-	end     int64
-	skipped int
+// record is one message of a partition's window: the message, for a
+// partial retry or the dead-letter topic, and its record of the event,
+// encoded once when it is read. A batch's body is its records' encodings
+// put end to end, so that the scheduler can count the bytes of a batch
+// before it is built.
+type record struct {
+	msg *sarama.ConsumerMessage
+	enc []byte
 }
 
-func (b *batch) reset() {
-	// The last batch's size is the best guess at this one's.
-	b.buf = make([]byte, 0, max(len(b.buf), 256))
-	b.buf = append(b.buf, types.EventStart...)
-	clear(b.msgs) // let the messages of the last batch be collected
-	b.msgs = b.msgs[:0]
-	b.skipped = 0
+// recordSize is what a record adds to a body: its encoding and a comma.
+// With the scheduler's MaxBytes at bodyBudget, the batches are those of a
+// body of at most max_bytes.
+func recordSize(r record) int { return len(r.enc) + 1 }
+
+// bodyBudget is the scheduler's MaxBytes for max_bytes: the records of a
+// body of n records take the sum of their sizes less one comma, plus the
+// event's start and end.
+func bodyBudget(maxBytes int) int {
+	return max(1, maxBytes-len(types.EventStart)-len(types.EventEnd)+1)
 }
 
-func (b *batch) len() int { return len(b.msgs) }
+// encoder encodes the records of one partition into shared chunks: one
+// allocation for many small messages. A chunk lives as long as one of its
+// records is in the window, which the window bounds.
+type encoder struct {
+	extras bool // add timestamp and headers to every record
+	chunk  []byte
+	msg    types.Message
+}
 
-func (b *batch) full() bool { return len(b.msgs) >= b.maxMessages }
+const chunkSize = 16 << 10
 
-// add appends m and reports true, or reports false and leaves the batch as
-// it was when m would push the body past maxBytes. The first message of a
-// batch is always taken, so that a message larger than maxBytes is delivered
-// alone rather than never.
-func (b *batch) add(m *sarama.ConsumerMessage) bool {
-	mark := len(b.buf)
-	if len(b.msgs) > 0 {
-		b.buf = append(b.buf, ',')
+func (e *encoder) encode(m *sarama.ConsumerMessage) record {
+	if cap(e.chunk)-len(e.chunk) < 512 {
+		e.chunk = make([]byte, 0, chunkSize)
 	}
-	msg := types.Message{
+	e.msg = types.Message{
 		Topic:     m.Topic,
 		Partition: m.Partition,
 		Offset:    m.Offset,
@@ -58,61 +52,39 @@ func (b *batch) add(m *sarama.ConsumerMessage) bool {
 		Value:     m.Value,
 		Timestamp: m.Timestamp,
 	}
-	if b.extras {
-		msg.Headers = make([]types.Header, len(m.Headers))
+	if e.extras {
+		e.msg.Headers = make([]types.Header, len(m.Headers))
 		for i, h := range m.Headers {
-			msg.Headers[i] = types.Header{Key: h.Key, Value: h.Value}
+			e.msg.Headers[i] = types.Header{Key: h.Key, Value: h.Value}
 		}
 	}
-	b.buf = types.AppendRecord(b.buf, &msg, b.extras)
-	if len(b.msgs) > 0 && len(b.buf)+len(types.EventEnd) > b.maxBytes {
-		b.buf = b.buf[:mark]
-		return false
+	start := len(e.chunk)
+	e.chunk = types.AppendRecord(e.chunk, &e.msg, e.extras)
+	e.msg = types.Message{} // keep no message alive
+	enc := e.chunk[start:len(e.chunk):len(e.chunk)]
+	if start == 0 && cap(e.chunk) > chunkSize {
+		// A record larger than a chunk got a buffer of its own: the next
+		// records start a new chunk, rather than pinning it.
+		e.chunk = nil
 	}
-	if len(b.msgs) == 0 {
-		b.first = m.Offset
+	return record{msg: m, enc: enc}
+}
+
+// body builds the event of a batch in a buffer of its own: the HTTP
+// transport may go on reading it after the invocation returned, so it is
+// never changed once built.
+func body(items []schedule.Item[record]) []byte {
+	n := len(types.EventStart) + len(types.EventEnd)
+	for _, it := range items {
+		n += recordSize(it.Payload)
 	}
-	b.last = m.Offset
-	b.end = m.Offset
-	b.msgs = append(b.msgs, m)
-	return true
-}
-
-// skip records a message that the filter rejected while the batch was
-// open: it is finished when the batch is. The batch's records may then
-// have gaps between first and last.
-func (b *batch) skip(offset int64) {
-	b.end = offset
-	b.skipped++
-}
-
-// keepFrom drops the records before offset and encodes the rest again: what
-// is left of a batch after the function reported its first failed record.
-func (b *batch) keepFrom(offset int64) {
-	i := 0
-	for i < len(b.msgs) && b.msgs[i].Offset < offset {
-		i++
+	b := make([]byte, 0, n)
+	b = append(b, types.EventStart...)
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it.Payload.enc...)
 	}
-	rest := slices.Clone(b.msgs[i:])
-	end := b.end
-	b.reset()
-	for _, m := range rest {
-		b.add(m)
-	}
-	b.end = end
-	b.seal()
+	return append(b, types.EventEnd...)
 }
-
-// seal ends the event. The batch takes no more messages until reset.
-func (b *batch) seal() {
-	b.buf = append(b.buf, types.EventEnd...)
-}
-
-// oversized reports a sealed batch of one message whose event exceeds
-// maxBytes: sent alone rather than never.
-func (b *batch) oversized() bool {
-	return len(b.msgs) == 1 && len(b.buf) > b.maxBytes
-}
-
-// body returns the sealed event.
-func (b *batch) body() []byte { return b.buf }

@@ -13,6 +13,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -36,18 +37,18 @@ func BenchmarkBatch(b *testing.B) {
 	msgs := benchMessages(1000)
 	for _, max := range []int{1, 100, 1000} {
 		b.Run("max_messages="+strconv.Itoa(max), func(b *testing.B) {
-			bt := batch{maxMessages: max, maxBytes: 6 << 20}
-			bt.reset()
+			var enc encoder
+			items := make([]schedule.Item[record], 0, max)
 			b.SetBytes(100)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				bt.add(msgs[i%len(msgs)])
+				m := msgs[i%len(msgs)]
+				items = append(items, schedule.Item[record]{Offset: m.Offset, Payload: enc.encode(m)})
 				i++
-				if bt.full() {
-					bt.seal()
-					_ = bt.body()
-					bt.reset()
+				if len(items) == max {
+					_ = body(items)
+					items = items[:0]
 				}
 			}
 		})
@@ -86,6 +87,7 @@ func runWorker(tb testing.TB, maxMessages, n int, msgs []*sarama.ConsumerMessage
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		metrics: newMetrics(),
 	}
+	t.inFlight = t.metrics.inFlight.WithLabelValues(t.function)
 	ch := make(chan *sarama.ConsumerMessage, 256) // sarama's ChannelBufferSize
 	sess := &benchSession{ctx: context.Background()}
 	w := t.newPartitionWorker(context.Background(), sess, &benchClaim{msgs: ch})
@@ -98,7 +100,11 @@ func runWorker(tb testing.TB, maxMessages, n int, msgs []*sarama.ConsumerMessage
 		b.ResetTimer()
 	}
 	for i := range n {
-		ch <- msgs[i%len(msgs)]
+		// Offsets increase, as on a partition: a copy of each message, as
+		// sarama allocates one per message.
+		m := *msgs[i%len(msgs)]
+		m.Offset = int64(i)
+		ch <- &m
 	}
 	close(ch)
 	<-done
@@ -106,7 +112,7 @@ func runWorker(tb testing.TB, maxMessages, n int, msgs []*sarama.ConsumerMessage
 		tb.Fatalf("%d invocations for %d messages in batches of %d, want %d", inv.calls.Load(), n, maxMessages, want)
 	}
 	if last := n/maxMessages*maxMessages - 1; last >= 0 {
-		if want := msgs[last%len(msgs)].Offset + 1; sess.marked.Load() != want {
+		if want := int64(last) + 1; sess.marked.Load() != want {
 			tb.Fatalf("marked offset %d, want %d", sess.marked.Load(), want)
 		}
 	}
@@ -149,14 +155,13 @@ func (c *benchClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 // them honest without running them.
 func TestBenchmarkBatchesAreEvents(t *testing.T) {
 	msgs := benchMessages(250)
-	bt := batch{maxMessages: 100, maxBytes: 6 << 20}
-	bt.reset()
+	var enc encoder
+	var items []schedule.Item[record]
 	for _, m := range msgs[:100] {
-		bt.add(m)
+		items = append(items, schedule.Item[record]{Offset: m.Offset, Payload: enc.encode(m)})
 	}
-	bt.seal()
 	var e types.Event
-	if err := json.Unmarshal(bt.body(), &e); err != nil {
+	if err := json.Unmarshal(body(items), &e); err != nil {
 		t.Fatalf("batch body is not an event: %v", err)
 	}
 	if len(e.Records) != 100 || e.Records[99].Ckafka.Offset != 99 || len(e.Records[0].Ckafka.MsgBody) != 100 {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/filter"
+	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -424,6 +425,8 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		log:               c.log.With("function", function),
 		metrics:           c.metrics,
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
+		inflight:          schedule.NewGate(s.settings.MaxInflight),
+		inFlight:          c.metrics.inFlight.WithLabelValues(function),
 		draining:          draining,
 		drain:             drain,
 	}

@@ -25,7 +25,8 @@ const (
 // key, value and headers, retrying until the brokers acknowledge them all:
 // only then may the batch be committed. It reports false if the worker must
 // stop first; the batch is then left uncommitted, to be tried again.
-func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
+func (f *flight) deadLetter(attempts int, failure string) bool {
+	w := f.w
 	topic := w.t.settings.DeadLetterTopic
 	extra := []sarama.RecordHeader{
 		{Key: []byte(HeaderOriginalTopic), Value: []byte(w.claim.Topic())},
@@ -34,8 +35,9 @@ func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
 		{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(attempts))},
 		{Key: []byte(HeaderLastFailure), Value: []byte(failure)},
 	}
-	letters := make([]*sarama.ProducerMessage, 0, w.batch.len())
-	for _, m := range w.batch.msgs {
+	letters := make([]*sarama.ProducerMessage, 0, f.batch.Len())
+	for _, it := range f.batch.Items {
+		m := it.Payload.msg
 		headers := make([]sarama.RecordHeader, 0, len(m.Headers)+len(extra)+1)
 		for _, h := range m.Headers {
 			headers = append(headers, *h)
@@ -53,7 +55,7 @@ func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
 		letters = append(letters, letter)
 	}
 
-	log := w.batchLog().With("dead_letter_topic", topic, "attempts", attempts, "last_failure", failure)
+	log := f.log().With("dead_letter_topic", topic, "attempts", attempts, "last_failure", failure)
 	s := w.t.settings
 	for try := 1; ; try++ {
 		err := w.t.deadLetters.send(letters)
@@ -73,7 +75,7 @@ func (w *partitionWorker) deadLetter(attempts int, failure string) bool {
 		} else {
 			log.Error("cannot write to the dead-letter topic; retrying, the batch stays uncommitted", "reason", reason, "error", err, "retry_in", delay)
 		}
-		if !w.sleep(delay) {
+		if !f.sleep(delay) {
 			return false
 		}
 	}

@@ -22,6 +22,9 @@ type metrics struct {
 	giveUps        *prometheus.CounterVec   // function, topic
 	deadLetters    *prometheus.CounterVec   // function, topic
 	retrying       *prometheus.GaugeVec     // function
+	inFlight       *prometheus.GaugeVec     // function
+	backPressure   *prometheus.CounterVec   // function, topic
+	window         *prometheus.GaugeVec     // function, topic, partition
 	lag            *prometheus.GaugeVec     // function, topic, partition
 	oldest         *prometheus.GaugeVec     // function, topic, partition
 	committed      *prometheus.GaugeVec     // function, topic, partition
@@ -81,8 +84,20 @@ func newMetrics() *metrics {
 		}, []string{"function", "topic", "reason"}),
 		retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "retrying_partitions",
-			Help: "Partitions whose current batch is waiting to be retried.",
+			Help: "Batches waiting to be retried: under ordering=partition, partitions whose batch is.",
 		}, []string{"function"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "invocations_in_flight",
+			Help: "Invocations of the function in flight from this replica, across its partitions.",
+		}, []string{"function"}),
+		backPressure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "backpressure_waits_total",
+			Help: "Waits on back-pressure: a 429, or a 503 with Retry-After, which lowers the invocations in flight and is not counted as a retry.",
+		}, []string{"function", "topic"}),
+		window: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "window_messages",
+			Help: "Messages held beyond the partition's committed offset: waiting for a batch, in flight, or finished behind an unfinished one.",
+		}, []string{"function", "topic", "partition"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "consumer_lag_messages",
 			Help: "Messages in the partition not yet delivered: its end (the last stable offset under read_committed) less the group's position, measured on a timer whether or not batches succeed.",
@@ -114,7 +129,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.consumed, m.filtered, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
-		m.deadLetters, m.deadLetterErrors, m.retrying, m.lag, m.oldest, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
+		m.deadLetters, m.deadLetterErrors, m.retrying, m.inFlight, m.backPressure, m.window, m.lag, m.oldest, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -126,9 +141,9 @@ type partitionMetrics struct {
 	m                                               *metrics
 	function, topic, partition                      string
 	consumed, delivered, failures, retries, giveUps prometheus.Counter
-	deadLetters, filtered                           prometheus.Counter
+	deadLetters, filtered, backPressure             prometheus.Counter
 	batchSize                                       prometheus.Observer
-	retrying, lag, oldest, committed                prometheus.Gauge
+	retrying, lag, oldest, committed, window        prometheus.Gauge
 	invocationOK                                    prometheus.Observer
 }
 
@@ -143,6 +158,8 @@ func (m *metrics) partition(function, topic string, partition int32) *partitionM
 		retries:      m.retries.WithLabelValues(function, topic),
 		giveUps:      m.giveUps.WithLabelValues(function, topic),
 		deadLetters:  m.deadLetters.WithLabelValues(function, topic),
+		backPressure: m.backPressure.WithLabelValues(function, topic),
+		window:       m.window.WithLabelValues(function, topic, p),
 		batchSize:    m.batchSize.WithLabelValues(function),
 		retrying:     m.retrying.WithLabelValues(function),
 		lag:          m.lag.WithLabelValues(function, topic, p),
@@ -171,6 +188,7 @@ func (p *partitionMetrics) release() {
 	p.m.lag.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.oldest.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.committed.DeleteLabelValues(p.function, p.topic, p.partition)
+	p.m.window.DeleteLabelValues(p.function, p.topic, p.partition)
 }
 
 // byFunction are the series that carry a function label and are kept while
@@ -181,7 +199,7 @@ func (m *metrics) byFunction() []*prometheus.MetricVec {
 		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
 		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
 		m.retrying.MetricVec, m.lag.MetricVec, m.oldest.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
-		m.filtered.MetricVec, m.deadLetterErrors.MetricVec,
+		m.filtered.MetricVec, m.deadLetterErrors.MetricVec, m.inFlight.MetricVec, m.backPressure.MetricVec, m.window.MetricVec,
 	}
 }
 

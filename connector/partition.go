@@ -2,6 +2,7 @@ package connector
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,20 +10,26 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/schedule"
 )
 
-// partitionWorker delivers one claimed partition of one trigger: it gathers
-// messages into batches in offset order, invokes the function with each
-// batch until it succeeds, and only then marks the batch's offsets for
-// commit. Sarama runs one per claim in its own goroutine; nothing in it is
-// shared with another partition.
+// partitionWorker delivers one claimed partition of one trigger. Its
+// goroutine (sarama's, one per claim) reads the messages into the
+// partition's scheduler, starts the batches the scheduler allows, each in a
+// goroutine of its own that invokes the function until the batch succeeds
+// or is given up on, and marks for commit what the scheduler says is
+// finished. Only that goroutine touches the scheduler and marks offsets;
+// the batches report to it on a channel. Nothing in it is shared with
+// another partition but the function's max_inflight gate.
 type partitionWorker struct {
 	t     *trigger
 	sess  sarama.ConsumerGroupSession
@@ -31,16 +38,41 @@ type partitionWorker struct {
 	// removed or the shutdown grace period is over. The session's context
 	// ending (revocation, shutdown) only stops the worker between attempts,
 	// so that an invocation in flight can finish and be committed.
-	ctx     context.Context
+	ctx context.Context
+	// stop ends with ctx or the session: a batch waiting to retry, or for
+	// an invocation slot, gives up then, uncommitted.
+	stop    context.Context
 	log     *slog.Logger
 	metrics *partitionMetrics
 	state   *partitionState
 	meta    string // commit metadata: when the function subscribed to the topic
-	batch   batch
-	timer   *time.Timer
+
+	sched   *schedule.Scheduler[record]
+	gate    *schedule.Gate // this partition's batches in flight, lowered by back-pressure
+	keyed   bool           // ordering=key: batches are named by their offsets
+	enc     encoder
+	reports chan report // from the batches in flight
+	flights sync.WaitGroup
+	running int         // batches whose goroutine has not reported its end
+	timer   *time.Timer // max_wait, while a batch could start but is not full
+	timing  bool
+	marked  int64 // the last offset marked, -1 before any
+	// filtered counts the messages the filter rejected since they were last
+	// added to the metric.
+	filtered int
 	// msg and headers are the filter's view of the message being matched.
 	msg     filter.Message
 	headers []filter.Header
+}
+
+// report is what a batch in flight tells its worker: that it is finished
+// (done), that its records before failedFrom are (a partial success, the
+// batch going on), or that it was abandoned, uncommitted.
+type report struct {
+	id         uint64
+	done       bool
+	abandoned  bool
+	failedFrom int64
 }
 
 func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partitionWorker {
@@ -48,6 +80,17 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	m := t.metrics.partition(t.function, claim.Topic(), claim.Partition())
+	concurrency := s.InFlightPerPartition()
+	sched, err := schedule.New[record](schedule.Policy{
+		Ordering:    s.Ordering,
+		Concurrency: concurrency,
+		MaxMessages: s.MaxMessages,
+		MaxBytes:    bodyBudget(s.MaxBytes),
+	})
+	if err != nil {
+		// The settings were checked when they were read.
+		panic(fmt.Sprintf("connector: settings the scheduler refuses: %v", err))
+	}
 	return &partitionWorker{
 		t:       t,
 		sess:    sess,
@@ -57,85 +100,212 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 		metrics: m,
 		state:   newPartitionState(claim.Topic(), claim.Partition(), m, claim.InitialOffset()),
 		meta:    t.startMetadata(claim.Topic()),
-		batch:   batch{maxMessages: s.MaxMessages, maxBytes: s.MaxBytes, extras: s.RecordExtras},
+		sched:   sched,
+		gate:    schedule.NewGate(concurrency),
+		keyed:   s.Ordering == schedule.OrderKey,
+		enc:     encoder{extras: s.RecordExtras},
+		reports: make(chan report, concurrency),
 		timer:   timer,
+		marked:  -1,
 	}
 }
 
-// run returns when the claim ends (revocation, shutdown, removal). A batch
-// that was not delivered by then is not marked: the partition's next owner
-// reads it again from the last committed offset.
+// run returns when the claim ends (revocation, shutdown, removal), once
+// the batches in flight have finished or been abandoned. What was not
+// delivered by then is not marked: the partition's next owner reads it
+// again from the last committed offset.
 func (w *partitionWorker) run() {
 	defer w.timer.Stop()
 	defer w.metrics.release()
 	w.t.claimed.add(w.state)
 	defer w.t.claimed.remove(w.state)
 	w.logStart()
+	stop, cancel := context.WithCancel(w.ctx)
+	defer cancel()
+	defer context.AfterFunc(w.sess.Context(), cancel)()
+	w.stop = stop
+
+	w.loop()
+	w.sched.Stop()
+	for w.running > 0 {
+		w.handle(<-w.reports)
+	}
+	w.flights.Wait()
+	w.mark()
+}
+
+// loop reads and delivers until the claim ends. It returns with batches
+// possibly in flight.
+func (w *partitionWorker) loop() {
 	msgs := w.claim.Messages()
 	done := w.sess.Context().Done()
-	var next *sarama.ConsumerMessage // read, but did not fit in the last batch
 	for {
-		// Once the session is over, messages already fetched may still be
-		// readable: starting a batch with them would go on delivering a
-		// partition that is being handed to another member.
-		if w.sess.Context().Err() != nil {
+		if !w.start() {
 			return
 		}
-		w.batch.reset()
-		if next == nil {
-			if next = w.await(msgs, done); next == nil {
-				return
-			}
+		in := msgs
+		if w.sched.Full() {
+			in = nil // until the oldest work finishes
 		}
-		w.batch.add(next)
-		next = nil
-		w.showOldest()
-		w.timer.Reset(w.t.settings.MaxWait)
-	fill:
-		for !w.batch.full() {
-			var m *sarama.ConsumerMessage
-			var ok bool
+		var m *sarama.ConsumerMessage
+		var ok bool
+		select {
+		case m, ok = <-in:
+			// Messages already fetched go first: a busy partition fills
+			// its batches without waiting on the timer.
+		case r := <-w.reports:
+			w.handle(r)
+			continue
+		default:
+			w.mark()
 			select {
-			case m, ok = <-msgs:
-				// Messages already fetched go first: a busy partition fills
-				// its batches without waiting on the timer.
-			default:
-				select {
-				case m, ok = <-msgs:
-				case <-w.timer.C:
-					break fill
-				case <-done:
+			case m, ok = <-in:
+			case r := <-w.reports:
+				w.handle(r)
+				continue
+			case <-w.timer.C:
+				w.timing = false
+				if !w.flush() {
 					return
 				}
-			}
-			if !ok {
+				continue
+			case <-done:
 				return
 			}
-			if !w.accept(m) {
-				w.batch.skip(m.Offset)
-				continue
-			}
-			if !w.batch.add(m) {
-				next = m
-				break fill
-			}
 		}
-		if w.sess.Context().Err() != nil {
-			return // the batch is dropped, uncommitted, for the next owner
-		}
-		w.batch.seal()
-		w.metrics.consumed.Add(float64(w.batch.len()))
-		if w.batch.skipped > 0 {
-			w.metrics.filtered.Add(float64(w.batch.skipped))
-		}
-		if w.batch.oversized() {
-			w.log.Warn("message larger than max_bytes; delivering it alone", "offset", w.batch.first,
-				"bytes", len(w.batch.body()), "max_bytes", w.t.settings.MaxBytes)
-		}
-		if !w.deliver() {
+		if !ok {
+			w.drain()
 			return
 		}
-		w.commit(w.batch.end + 1)
+		if !w.read(m) {
+			return
+		}
+	}
+}
+
+// drain delivers the full batches left when the claim's messages end
+// without the session ending, and waits for them; a batch still filling
+// is left for the next owner.
+func (w *partitionWorker) drain() {
+	for w.start() && w.running > 0 {
+		w.handle(<-w.reports)
+	}
+}
+
+// read puts a message in the window. It reports false on a failure of the
+// scheduler's rules, which would be a bug: the worker then stops, leaving
+// the rest uncommitted.
+func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
+	var err error
+	if w.accept(m) {
+		r := w.enc.encode(m)
+		err = w.sched.Add(schedule.Message[record]{Offset: m.Offset, Key: m.Key, Size: recordSize(r), Payload: r})
+		if err == nil && w.sched.Len() == 1 {
+			w.showOldest()
+		}
+	} else {
+		w.filtered++
+		err = w.sched.Skip(m.Offset)
+		if w.filtered >= w.t.settings.MaxMessages {
+			w.mark() // a long stretch of rejected messages is committed as it goes
+		}
+	}
+	if err != nil {
+		w.log.Error("cannot schedule a message; leaving the partition uncommitted from here", "offset", m.Offset, "error", err)
+		return false
+	}
+	return true
+}
+
+// start starts every batch the scheduler allows, and runs the max_wait
+// timer while a batch could start but is not full. It reports false once
+// the session is over: messages already fetched may still be readable
+// then, and starting a batch with them would go on delivering a partition
+// that is being handed to another member.
+func (w *partitionWorker) start() bool {
+	w.sched.SetLimit(w.gate.Limit())
+	for {
+		b, ok := w.sched.Next(false)
+		if !ok {
+			break
+		}
+		if !w.launch(b) {
+			return false
+		}
+	}
+	switch ready := w.sched.Ready(); {
+	case ready && !w.timing:
+		w.timer.Reset(w.t.settings.MaxWait)
+		w.timing = true
+	case !ready && w.timing:
+		w.timer.Stop()
+		w.timing = false
+	}
+	return true
+}
+
+// flush starts what max_wait lets go before it is full.
+func (w *partitionWorker) flush() bool {
+	for {
+		b, ok := w.sched.Next(true)
+		if !ok {
+			return true
+		}
+		if !w.launch(b) {
+			return false
+		}
+	}
+}
+
+// launch hands a batch to a goroutine of its own.
+func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
+	if w.sess.Context().Err() != nil {
+		return false
+	}
+	f := &flight{w: w, batch: b}
+	f.seal()
+	w.metrics.consumed.Add(float64(b.Len()))
+	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
+		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
+			"bytes", len(f.body), "max_bytes", w.t.settings.MaxBytes)
+	}
+	w.running++
+	w.flights.Go(f.deliver)
+	return true
+}
+
+// handle applies a batch's report to the scheduler.
+func (w *partitionWorker) handle(r report) {
+	if r.done || r.abandoned {
+		w.running--
+	}
+	var err error
+	switch {
+	case r.abandoned:
+		// Left open and uncommitted, its keys blocked: the worker is
+		// stopping, and the next owner delivers the batch again.
+		return
+	case r.done:
+		err = w.sched.Done(r.id)
+	default:
+		_, err = w.sched.Partial(r.id, r.failedFrom)
+	}
+	if err != nil {
+		w.log.Error("a batch reported what the scheduler does not know", "error", err)
+	}
+	w.mark()
+}
+
+// mark marks what the scheduler says may be committed, if it moved, and
+// updates the partition's figures.
+func (w *partitionWorker) mark() {
+	if w.filtered > 0 {
+		w.metrics.filtered.Add(float64(w.filtered))
+		w.filtered = 0
+	}
+	w.metrics.window.Set(float64(w.sched.Len()))
+	if offset, ok := w.sched.Committable(); ok && offset > w.marked {
+		w.commit(offset)
 	}
 }
 
@@ -159,25 +329,43 @@ func (w *partitionWorker) logStart() {
 // group (see startFor).
 func (w *partitionWorker) commit(offset int64) {
 	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
+	w.marked = offset
 	w.state.advance(offset)
-	w.state.oldest.Store(0)
+	w.showOldest()
 	w.metrics.committed.Set(float64(offset))
 	w.state.showLag()
 }
 
-// showOldest records when the first message of the batch was written: the
-// oldest message not yet delivered.
+// showOldest records when the oldest message of the window was written:
+// the oldest message not yet delivered, 0 when there is none.
 func (w *partitionWorker) showOldest() {
-	if w.batch.len() == 0 {
+	r, ok := w.sched.Oldest()
+	if !ok {
 		w.state.oldest.Store(0)
 		return
 	}
-	ts := w.batch.msgs[0].Timestamp
+	ts := r.msg.Timestamp
 	if ts.IsZero() || ts.Unix() <= 0 {
 		ts = time.Now() // a producer that sets no time: count from reading it
 	}
 	w.state.oldest.Store(ts.UnixNano())
 }
+
+// flight is one batch in flight, delivered by a goroutine of its own. It
+// reads the worker's settings and metrics but touches neither its
+// scheduler nor its offsets: it reports to the worker.
+type flight struct {
+	w     *partitionWorker
+	batch schedule.Batch[record]
+	body  []byte
+	timer *time.Timer // for the waits between attempts, made on the first
+}
+
+// seal builds the body of what is left of the batch.
+func (f *flight) seal() { f.body = body(f.batch.Items) }
+
+func (f *flight) first() int64 { return f.batch.First() }
+func (f *flight) last() int64  { return f.batch.Last() }
 
 // outcome is what one attempt at a batch came to.
 type outcome struct {
@@ -186,83 +374,165 @@ type outcome struct {
 	// the function reported failed; -1 otherwise.
 	failedFrom int64
 	failure    string // why the attempt failed, for the logs
+	// wait, when throttled, is how long the function asked to be left
+	// alone (its Retry-After), 0 when it did not say.
+	throttled bool
+	wait      time.Duration
 }
 
-// deliver invokes the function with the batch until it succeeds or the
-// retries are spent, and reports whether the batch may be committed. It
-// reports false when the worker must stop first: the partition was revoked,
-// the trigger is stopping or was removed.
+// deliver invokes the function with the batch until it succeeds, the
+// retries are spent, or the worker must stop first (the partition was
+// revoked, the trigger is stopping or was removed), and reports which to
+// the worker.
 //
-// A partial success commits the records before the first failed one and
-// goes on with the rest as a new batch. Every record left in the batch has
+// A partial success reports the records before the first failed one as
+// finished and goes on with the rest. Every record left in the batch has
 // been in every attempt so far, so the attempt count and the backoff carry
 // on from one to the next.
-func (w *partitionWorker) deliver() bool {
+//
+// Back-pressure (a 429, or a 503 with Retry-After) is not a failure of the
+// batch: the attempt is not counted against max_retries, the wait is at
+// least the Retry-After, and the gates lower the invocations in flight.
+func (f *flight) deliver() {
+	w := f.w
 	s := w.t.settings
+	defer func() {
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+	}()
+	failures, throttles := 0, 0
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
 			w.metrics.retries.Inc()
 		}
-		out := w.invoke(attempt)
+		out, started := f.attempt(attempt)
+		if !started {
+			f.report(report{id: f.batch.ID, abandoned: true})
+			return
+		}
 		if out.ok {
 			w.metrics.delivered.Inc()
-			w.metrics.batchSize.Observe(float64(w.batch.len()))
-			return true
+			w.metrics.batchSize.Observe(float64(f.batch.Len()))
+			f.report(report{id: f.batch.ID, done: true})
+			return
 		}
 		w.metrics.failures.Inc()
 		if out.failedFrom >= 0 {
-			w.commit(out.failedFrom)
-			w.batch.keepFrom(out.failedFrom)
-			w.showOldest()
+			f.report(report{id: f.batch.ID, failedFrom: out.failedFrom})
+			f.keepFrom(out.failedFrom)
 		}
 		if w.ctx.Err() != nil {
-			return false // removed or out of grace time: abandon, uncommitted
+			f.report(report{id: f.batch.ID, abandoned: true}) // removed or out of grace time
+			return
 		}
-		if s.MaxRetries >= 0 && attempt > s.MaxRetries {
-			w.metrics.giveUps.Inc()
-			return w.giveUp(attempt, out.failure)
+		var delay time.Duration
+		if out.throttled {
+			throttles++
+			w.metrics.backPressure.Inc()
+			delay = max(out.wait, backoff(s.RetryBackoffInitial, s.RetryBackoffMax, throttles))
+			f.log().Info("the function asks to slow down; waiting, without counting it as a retry", "attempt", attempt,
+				"failure", out.failure, "retry_in", delay.Round(time.Millisecond), "partition_limit", w.gate.Limit())
+		} else {
+			failures++
+			if s.MaxRetries >= 0 && failures > s.MaxRetries {
+				w.metrics.giveUps.Inc()
+				if !f.giveUp(attempt, out.failure) {
+					f.report(report{id: f.batch.ID, abandoned: true})
+					return
+				}
+				f.report(report{id: f.batch.ID, done: true})
+				return
+			}
+			delay = backoff(s.RetryBackoffInitial, s.RetryBackoffMax, failures)
+			f.log().Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
 		}
-		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, attempt)
-		w.batchLog().Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
-		if !w.sleep(delay) {
-			return false
+		if !f.sleep(delay) {
+			f.report(report{id: f.batch.ID, abandoned: true})
+			return
 		}
 	}
+}
+
+// report hands a report to the worker, which always listens until every
+// batch has reported its end.
+func (f *flight) report(r report) { f.w.reports <- r }
+
+// keepFrom drops the records before offset, which the worker was told are
+// finished, as the scheduler's Partial does.
+func (f *flight) keepFrom(offset int64) {
+	i := 0
+	for i < len(f.batch.Items) && f.batch.Items[i].Offset < offset {
+		i++
+	}
+	f.batch.Items = f.batch.Items[i:]
+	f.seal()
+}
+
+// attempt makes one attempt inside the partition's and the function's
+// gates. It reports false when the worker must stop before a slot is free.
+func (f *flight) attempt(n int) (outcome, bool) {
+	w := f.w
+	p, err := w.gate.Acquire(w.stop)
+	if err != nil {
+		return outcome{}, false
+	}
+	fp, err := w.t.inflight.Acquire(w.stop)
+	if err != nil {
+		p.Release(schedule.Failed)
+		return outcome{}, false
+	}
+	w.t.inFlight.Inc()
+	out := f.invoke(n)
+	w.t.inFlight.Dec()
+	result := schedule.Failed
+	switch {
+	case out.ok:
+		result = schedule.Succeeded
+	case out.throttled:
+		result = schedule.Throttled
+	}
+	fp.Release(result)
+	p.Release(result)
+	return out, true
 }
 
 // sleep waits d and reports false if the worker must stop first: the
 // partition was revoked, the trigger drains or was removed. Nothing is
 // committed then.
-func (w *partitionWorker) sleep(d time.Duration) bool {
+func (f *flight) sleep(d time.Duration) bool {
+	w := f.w
 	w.metrics.retrying.Inc()
 	defer w.metrics.retrying.Dec()
-	w.timer.Reset(d)
+	if f.timer == nil {
+		f.timer = time.NewTimer(d)
+	} else {
+		f.timer.Reset(d)
+	}
 	select {
-	case <-w.timer.C:
+	case <-f.timer.C:
 		return true
-	case <-w.sess.Context().Done():
-		return false
-	case <-w.ctx.Done():
+	case <-w.stop.Done():
 		return false
 	}
 }
 
-func (w *partitionWorker) batchLog() *slog.Logger {
-	return w.log.With("first_offset", w.batch.first, "last_offset", w.batch.last, "messages", w.batch.len())
+func (f *flight) log() *slog.Logger {
+	return f.w.log.With("first_offset", f.first(), "last_offset", f.last(), "messages", f.batch.Len())
 }
 
 // invoke makes one attempt at delivering the batch.
-func (w *partitionWorker) invoke(attempt int) outcome {
-	b := &w.batch
+func (f *flight) invoke(attempt int) outcome {
+	w := f.w
 	s := w.t.settings
 	header := http.Header{
 		"Content-Type":         {s.ContentType},
 		"X-Connector":          {"kafka-connector"},
 		"X-Topic":              {w.claim.Topic()},
 		"X-Kafka-Partition":    {w.metrics.partition},
-		"X-Kafka-First-Offset": {strconv.FormatInt(b.first, 10)},
-		"X-Kafka-Last-Offset":  {strconv.FormatInt(b.last, 10)},
-		"X-Idempotency-Key":    {idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), b.first, b.last, s.Filter)},
+		"X-Kafka-First-Offset": {strconv.FormatInt(f.first(), 10)},
+		"X-Kafka-Last-Offset":  {strconv.FormatInt(f.last(), 10)},
+		"X-Idempotency-Key":    {f.idempotencyKey()},
 		"X-Delivery-Attempt":   {strconv.Itoa(attempt)},
 	}
 	if s.Async && s.CallbackURL != "" {
@@ -270,7 +540,7 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
 	start := time.Now()
-	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: b.body(), Header: header})
+	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Header: header})
 	cancel()
 	elapsed := time.Since(start)
 	w.metrics.invoked(resp.Status, elapsed.Seconds())
@@ -279,12 +549,15 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 		if w.t.printResponseBody {
 			attrs = append(attrs, "body", string(resp.Body))
 		}
-		w.batchLog().Info("invoked", attrs...)
+		f.log().Info("invoked", attrs...)
 	}
 	switch {
 	case err != nil:
 		return outcome{failedFrom: -1, failure: err.Error()}
 	case !resp.OK():
+		if wait, ok := schedule.BackPressure(resp.Status, resp.RetryAfter, time.Now(), s.RetryBackoffMax); ok {
+			return outcome{failedFrom: -1, failure: describeStatus(resp), throttled: true, wait: wait}
+		}
 		if s.Async && resp.Status == http.StatusNotFound {
 			w.t.noQueue.Do(func() {
 				w.t.log.Error("the gateway answers 404 Not Found on /async-function/: asynchronous_invocation=true needs the gateway's queue worker, which this gateway may not run; " +
@@ -295,10 +568,28 @@ func (w *partitionWorker) invoke(attempt int) outcome {
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}
 	}
-	if from, ok := w.firstFailed(resp.Body); ok {
+	if from, ok := f.firstFailed(resp.Body); ok {
 		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from)}
 	}
 	return outcome{ok: true, failedFrom: -1}
+}
+
+// idempotencyKey names the batch, the same on every attempt. Under key
+// ordering a batch need not hold every offset between its first and last,
+// and the same first and last may frame other records after a restart: the
+// key then names its offsets by their fingerprint.
+func (f *flight) idempotencyKey() string {
+	w := f.w
+	if w.keyed {
+		return fmt.Sprintf("%s/%s/%d/%d-%d/%016x", w.t.function, w.claim.Topic(), w.claim.Partition(), f.first(), f.last(), f.batch.Fingerprint())
+	}
+	return idempotencyKey(w.t.function, w.claim.Topic(), w.claim.Partition(), f.first(), f.last(), w.t.settings.Filter)
+}
+
+// has reports whether the batch holds offset.
+func (f *flight) has(offset int64) bool {
+	_, found := slices.BinarySearchFunc(f.batch.Items, offset, func(it schedule.Item[record], o int64) int { return cmp.Compare(it.Offset, o) })
+	return found
 }
 
 // batchItemFailures is the body by which a function reports that part of a
@@ -318,29 +609,29 @@ type batchItemFailures struct {
 // the function said something failed, and guessing what would lose it. A
 // function that counts its records 0, 1, 2... instead of giving their
 // offsets is the usual cause of the last.
-func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
+func (f *flight) firstFailed(body []byte) (int64, bool) {
 	if !bytes.Contains(body, []byte(`"batchItemFailures"`)) {
 		return 0, false // the common case, without parsing
 	}
 	var r batchItemFailures
 	if err := json.Unmarshal(body, &r); err != nil {
-		w.batchLog().Warn("cannot read the batchItemFailures in the answer; retrying the whole batch", "error", err)
-		return w.batch.first, true
+		f.log().Warn("cannot read the batchItemFailures in the answer; retrying the whole batch", "error", err)
+		return f.first(), true
 	}
 	first, found := int64(0), false
-	for _, f := range r.BatchItemFailures {
+	for _, item := range r.BatchItemFailures {
 		switch {
-		case f.Partition == nil || f.Offset == nil:
-			w.batchLog().Warn(`a batchItemFailures entry lacks a numeric "partition" and "offset"; retrying the whole batch`)
-			return w.batch.first, true
-		case *f.Partition != w.claim.Partition() || *f.Offset < w.batch.first || *f.Offset > w.batch.last:
-			w.batchLog().Warn(`batchItemFailures names a record that is not in this batch; retrying the whole batch. `+
+		case item.Partition == nil || item.Offset == nil:
+			f.log().Warn(`a batchItemFailures entry lacks a numeric "partition" and "offset"; retrying the whole batch`)
+			return f.first(), true
+		case *item.Partition != f.w.claim.Partition() || !f.has(*item.Offset):
+			f.log().Warn(`batchItemFailures names a record that is not in this batch; retrying the whole batch. `+
 				`Name each failed record by the "partition" and "offset" it has in the event, not by its position`,
-				"item_partition", *f.Partition, "item_offset", *f.Offset, "answer", fmt.Sprintf("%.200q", body))
-			return w.batch.first, true
+				"item_partition", *item.Partition, "item_offset", *item.Offset, "answer", fmt.Sprintf("%.200q", body))
+			return f.first(), true
 		}
-		if !found || *f.Offset < first {
-			first, found = *f.Offset, true
+		if !found || *item.Offset < first {
+			first, found = *item.Offset, true
 		}
 	}
 	return first, found
@@ -349,13 +640,12 @@ func (w *partitionWorker) firstFailed(body []byte) (int64, bool) {
 // giveUp ends the retries of a batch: its messages go to the dead-letter
 // topic if there is one, or are logged, and it may then be committed. It
 // reports false if the worker must stop before the dead letters are written.
-func (w *partitionWorker) giveUp(attempts int, failure string) bool {
-	log := w.batchLog()
-	if w.t.settings.DeadLetterTopic == "" {
-		log.Error("giving up on batch: retries spent; committing it without delivery", "attempts", attempts, "last_failure", failure)
+func (f *flight) giveUp(attempts int, failure string) bool {
+	if f.w.t.settings.DeadLetterTopic == "" {
+		f.log().Error("giving up on batch: retries spent; committing it without delivery", "attempts", attempts, "last_failure", failure)
 		return true
 	}
-	return w.deadLetter(attempts, failure)
+	return f.deadLetter(attempts, failure)
 }
 
 // backoff is the delay before retry number attempt (1 for the first retry):

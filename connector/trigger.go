@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -46,6 +48,10 @@ type trigger struct {
 	log               *slog.Logger
 	metrics           *metrics
 	deadLetters       *deadLetterProducer
+	// inflight caps the function's invocations in flight across its
+	// partitions (max_inflight); nil for no cap. inFlight shows them.
+	inflight *schedule.Gate
+	inFlight prometheus.Gauge
 
 	ready atomic.Bool // in a group session, or idle for want of topics
 	// noQueue logs, once, that the gateway has no queue for asynchronous

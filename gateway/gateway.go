@@ -95,6 +95,8 @@ type Response struct {
 	Status int
 	// Body holds at most MaxResponseBytes of the answer.
 	Body []byte
+	// RetryAfter is the answer's Retry-After header, for back-pressure.
+	RetryAfter string
 }
 
 // OK reports whether the status is a success (2xx).
@@ -135,7 +137,11 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 	if err != nil {
 		return Response{Status: resp.StatusCode, Body: answer}, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
 	}
-	return Response{Status: resp.StatusCode, Body: answer}, nil
+	out := Response{Status: resp.StatusCode, Body: answer}
+	if !out.OK() {
+		out.RetryAfter = resp.Header.Get("Retry-After")
+	}
+	return out, nil
 }
 
 // Functions lists the functions of every namespace. A gateway without

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kafka-connector/kafka-connector/schedule"
 )
 
 // TriggerSettings are how one function is fed. The connector-wide values
@@ -53,6 +55,40 @@ type TriggerSettings struct {
 	// It is kept as text, compiled by the connector, so that settings stay
 	// comparable.
 	Filter string
+	// Ordering is what a partition's deliveries keep in order: the whole
+	// partition (one batch in flight), each key, or nothing.
+	Ordering schedule.Ordering
+	// Concurrency is how many batches of one partition may be in flight;
+	// 0 means the ordering's default (see InFlightPerPartition).
+	Concurrency int
+	// MaxInflight caps the invocations in flight for the function on this
+	// replica, across its partitions; 0 sets no cap.
+	MaxInflight int
+}
+
+// DefaultConcurrency is the concurrency of a function under key or none
+// ordering that sets none: ten batches in flight hide most of an
+// invocation's latency, while the window of eleven batches bounds what a
+// crash sends again.
+const DefaultConcurrency = schedule.DefaultConcurrency
+
+// MaxConcurrency and MaxInflightCap bound concurrency and max_inflight.
+const (
+	MaxConcurrency = schedule.MaxConcurrency
+	MaxInflightCap = 100000
+)
+
+// InFlightPerPartition is the number of batches of one partition that may
+// be in flight: 1 under partition ordering, whatever else is set, and
+// Concurrency, or DefaultConcurrency, under the others.
+func (s TriggerSettings) InFlightPerPartition() int {
+	switch {
+	case s.Ordering == schedule.OrderPartition:
+		return 1
+	case s.Concurrency > 0:
+		return s.Concurrency
+	}
+	return DefaultConcurrency
 }
 
 // The annotations a function can carry to override the connector-wide
@@ -67,6 +103,9 @@ const (
 	AnnotationEnabled         = "kafka-enabled"
 	AnnotationIsolationLevel  = "kafka-isolation-level"
 	AnnotationFilter          = "kafka-filter"
+	AnnotationOrdering        = "kafka-ordering"
+	AnnotationConcurrency     = "kafka-concurrency"
+	AnnotationMaxInflight     = "kafka-max-inflight"
 )
 
 // AnnotationMaxBufferedBytes overrides max_buffered_bytes for the function:
@@ -120,6 +159,7 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 		AnnotationEnabled, AnnotationGroup, AnnotationInitialOffset, AnnotationMaxMessages,
 		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel, AnnotationFilter,
 		AnnotationMaxBufferedBytes,
+		AnnotationOrdering, AnnotationConcurrency, AnnotationMaxInflight,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -188,7 +228,29 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad("a CEL expression returning a bool, such as key.startsWith(\"eu-\")")
 			}
 			s.Filter = v
+		case AnnotationOrdering:
+			o, err := schedule.ParseOrdering(v)
+			if err != nil {
+				return bad("partition, key or none")
+			}
+			s.Ordering = o
+		case AnnotationConcurrency:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxConcurrency {
+				return bad(fmt.Sprintf("a whole number from 1 to %d, and 1 under kafka-ordering=partition", MaxConcurrency))
+			}
+			s.Concurrency = n
+		case AnnotationMaxInflight:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > MaxInflightCap {
+				return bad(fmt.Sprintf("0 (no cap) or a whole number up to %d", MaxInflightCap))
+			}
+			s.MaxInflight = n
 		}
+	}
+	if raw, set := annotations[AnnotationConcurrency]; set && s.Ordering == schedule.OrderPartition && s.Concurrency != 1 {
+		return TriggerSettings{}, &AnnotationError{Annotation: AnnotationConcurrency, Value: raw,
+			Allowed: "1 under partition ordering (set kafka-ordering=key or none for more)"}
 	}
 	return s, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafka-connector/kafka-connector/schedule"
 )
 
 func encode(extras bool, msgs ...Message) []byte {
@@ -225,6 +227,23 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-max-buffered-bytes": " 262144 "}, func(s TriggerSettings) bool { return s.MaxBufferedBytes == 262144 }, ""},
 		{map[string]string{"kafka-max-buffered-bytes": "52428800"}, func(s TriggerSettings) bool { return s.MaxBufferedBytes == MaxBufferedBytesLimit }, ""},
 		{map[string]string{"unrelated": "x"}, func(s TriggerSettings) bool { return s == base }, ""},
+		{map[string]string{"kafka-ordering": "key"}, func(s TriggerSettings) bool {
+			return s.Ordering == schedule.OrderKey && s.InFlightPerPartition() == DefaultConcurrency
+		}, ""},
+		{map[string]string{"kafka-ordering": " none ", "kafka-concurrency": "16", "kafka-max-inflight": "40"}, func(s TriggerSettings) bool {
+			return s.Ordering == schedule.OrderNone && s.InFlightPerPartition() == 16 && s.MaxInflight == 40
+		}, ""},
+		{map[string]string{"kafka-ordering": "partition", "kafka-concurrency": "1"}, func(s TriggerSettings) bool {
+			return s.Ordering == schedule.OrderPartition && s.InFlightPerPartition() == 1
+		}, ""},
+		{map[string]string{"kafka-max-inflight": "0"}, func(s TriggerSettings) bool { return s.MaxInflight == 0 }, ""},
+		{map[string]string{"kafka-ordering": "keys"}, nil, "kafka-ordering"},
+		{map[string]string{"kafka-concurrency": "4"}, nil, "kafka-concurrency"}, // the base is ordering partition
+		{map[string]string{"kafka-ordering": "partition", "kafka-concurrency": "2"}, nil, "kafka-concurrency"},
+		{map[string]string{"kafka-ordering": "key", "kafka-concurrency": "0"}, nil, "kafka-concurrency"},
+		{map[string]string{"kafka-ordering": "key", "kafka-concurrency": "1001"}, nil, "kafka-concurrency"},
+		{map[string]string{"kafka-max-inflight": "-1"}, nil, "kafka-max-inflight"},
+		{map[string]string{"kafka-max-inflight": "lots"}, nil, "kafka-max-inflight"},
 		{map[string]string{"kafka-max-messages": "0"}, nil, "kafka-max-messages"},
 		{map[string]string{"kafka-max-messages": "10001"}, nil, "kafka-max-messages"},
 		{map[string]string{"kafka-max-wait": "61s"}, nil, "kafka-max-wait"},

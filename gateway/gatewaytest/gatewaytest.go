@@ -28,6 +28,9 @@ type Call struct {
 	Body     []byte
 	Received time.Time
 	Status   int // what the handler answered
+	// Reply, which a handler may fill, adds headers to the answer, such as
+	// a Retry-After.
+	Reply http.Header
 }
 
 // Context ends when the connector gives up on the call: a handler that
@@ -172,7 +175,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, function string
 	if !g.NoRecord {
 		header = header.Clone() // kept after the request is over
 	}
-	c := &Call{ctx: r.Context(), Function: function, Async: async, Header: header, Body: body, Received: time.Now()}
+	c := &Call{ctx: r.Context(), Function: function, Async: async, Header: header, Body: body, Received: time.Now(), Reply: http.Header{}}
 	g.mu.Lock()
 	h := g.handlers[function]
 	g.mu.Unlock()
@@ -187,6 +190,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, function string
 		g.mu.Lock()
 		g.calls = append(g.calls, c)
 		g.mu.Unlock()
+	}
+	for k, v := range c.Reply {
+		w.Header()[k] = v
 	}
 	w.WriteHeader(status)
 	w.Write(answer)

@@ -190,6 +190,7 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		KafkaVersion:        "3.6.0",
 		IsolationLevel:      types.ReadCommitted,
 		HTTPAddr:            "127.0.0.1:0",
+		Ordering:            "partition",
 	}
 	cfg.InitialOffset.Earliest = true
 	if err := cfg.Validate(); err != nil {

@@ -1,0 +1,305 @@
+package connector_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// keyLedger checks, as the function sees its calls, that under key
+// ordering a message is first sent only after every earlier message of its
+// key succeeded, or in the same batch behind them, and that no two calls in
+// flight share a key.
+type keyLedger struct {
+	mu       sync.Mutex
+	offsets  map[string][]int64 // every offset of a key, as produced
+	finished map[int64]bool     // offsets of successful calls
+	busy     map[string]bool    // keys of the calls in flight
+	problems []string
+}
+
+func (l *keyLedger) enter(e types.Event) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var keys []string
+	inBatch := map[int64]bool{}
+	for _, r := range e.Records {
+		k := r.Ckafka.MsgKey
+		if !contains(keys, k) {
+			if l.busy[k] {
+				l.problems = append(l.problems, fmt.Sprintf("key %s in two calls at once", k))
+			}
+			keys = append(keys, k)
+		}
+		for _, o := range l.offsets[k] {
+			if o >= r.Ckafka.Offset {
+				break
+			}
+			if !l.finished[o] && !inBatch[o] {
+				l.problems = append(l.problems, fmt.Sprintf("offset %d of key %s sent before offset %d finished", r.Ckafka.Offset, k, o))
+			}
+		}
+		inBatch[r.Ckafka.Offset] = true
+	}
+	for _, k := range keys {
+		l.busy[k] = true
+	}
+	return keys
+}
+
+func (l *keyLedger) leave(e types.Event, keys []string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range keys {
+		delete(l.busy, k)
+	}
+	if ok {
+		for _, r := range e.Records {
+			l.finished[r.Ckafka.Offset] = true
+		}
+	}
+}
+
+func contains(keys []string, k string) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// TestKeyOrderHoldsUnderRetries: under ordering=key, the keys whose first
+// calls fail are retried in order while the other keys go on.
+func TestKeyOrderHoldsUnderRetries(t *testing.T) {
+	client, gw, cfg := setup(t, "orders")
+	gw.SetFunctions(fn("keyed", "orders"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "key", 8, 4
+	cfg.MaxWait = 10 * time.Millisecond
+
+	const keys, perKey = 20, 10
+	ledger := &keyLedger{offsets: map[string][]int64{}, finished: map[int64]bool{}, busy: map[string]bool{}}
+	var recs []*kgo.Record
+	for i := range keys * perKey {
+		k := fmt.Sprintf("k%02d", i%keys)
+		ledger.offsets[k] = append(ledger.offsets[k], int64(i))
+		recs = append(recs, testkit.Record("orders", 0, []byte(k), []byte(strconv.Itoa(i))))
+	}
+	// Keys k00 to k03 fail their first two attempts, every batch of them.
+	failing := func(e types.Event) bool {
+		for _, r := range e.Records {
+			if n, _ := strconv.Atoi(strings.TrimPrefix(r.Ckafka.MsgKey, "k")); n < 4 {
+				return true
+			}
+		}
+		return false
+	}
+	var order struct {
+		sync.Mutex
+		events []string // "fail", "other" (a success without a failing key), "slow" (a success with one)
+	}
+	gw.Handle("keyed", func(c *gatewaytest.Call) (int, []byte) {
+		e, err := c.Event()
+		if err != nil {
+			return http.StatusBadRequest, nil
+		}
+		held := ledger.enter(e)
+		time.Sleep(2 * time.Millisecond) // the function's own work
+		attempt, _ := strconv.Atoi(c.Header.Get("X-Delivery-Attempt"))
+		fail := failing(e) && attempt <= 2
+		ledger.leave(e, held, !fail)
+		order.Lock()
+		switch {
+		case fail:
+			order.events = append(order.events, "fail")
+		case failing(e):
+			order.events = append(order.events, "slow")
+		default:
+			order.events = append(order.events, "other")
+		}
+		order.Unlock()
+		if fail {
+			return http.StatusInternalServerError, []byte("not yet")
+		}
+		return http.StatusOK, nil
+	})
+	client.Produce(recs...)
+	testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-keyed")["orders"][0] == keys*perKey },
+		"every message delivered and committed")
+	ledger.mu.Lock()
+	if len(ledger.problems) > 0 {
+		t.Errorf("key order broken: %s", strings.Join(ledger.problems[:min(5, len(ledger.problems))], "; "))
+	}
+	ledger.mu.Unlock()
+	d := successes(t, gw.Calls("keyed"))
+	if got := len(unique(d.offsets["orders"][0])); got != keys*perKey {
+		t.Errorf("%d distinct offsets delivered, want %d", got, keys*perKey)
+	}
+	// The other keys went on while the failing ones were retried: some of
+	// their batches succeeded between a failure and the next success of a
+	// failing key.
+	order.Lock()
+	defer order.Unlock()
+	between, failed := 0, false
+	for _, ev := range order.events {
+		switch ev {
+		case "fail":
+			failed = true
+		case "slow":
+			failed = false
+		case "other":
+			if failed {
+				between++
+			}
+		}
+	}
+	if between == 0 {
+		t.Errorf("no other key was delivered while a failing key was retried: %v", order.events)
+	}
+}
+
+// TestCommitNeverPassesAnUnfinishedMessage: under ordering=none, the calls
+// after a stalled one finish, but the group's committed offset, read by an
+// independent client, stays at the stalled message until it finishes.
+func TestCommitNeverPassesAnUnfinishedMessage(t *testing.T) {
+	client, gw, cfg := setup(t, "events")
+	gw.SetFunctions(fn("loose", "events"))
+	// A window of 11 messages holds the stalled one and all that follow.
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 10, 1
+	release := make(chan struct{})
+	var after atomic.Int32 // calls after the stalled one that succeeded
+	gw.Handle("loose", func(c *gatewaytest.Call) (int, []byte) {
+		switch first, _ := strconv.Atoi(c.Header.Get("X-Kafka-First-Offset")); {
+		case first == 2:
+			select {
+			case <-release:
+			case <-c.Context().Done():
+				return http.StatusServiceUnavailable, nil
+			}
+		case first > 2:
+			after.Add(1)
+		}
+		return http.StatusOK, nil
+	})
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, testkit.Record("events", 0, nil, []byte(strconv.Itoa(i))))
+	}
+	client.Produce(recs...)
+	testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 20*time.Second, func() bool { return after.Load() >= 7 }, "the calls after the stalled one succeed")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		c := client.Committed("kafka-connector-loose")["events"][0]
+		if c > 2 {
+			t.Fatalf("committed %d while offset 2 is in flight", c)
+		}
+		return c == 2
+	}, "offsets 0 and 1 committed")
+	close(release)
+	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-loose")["events"][0] == 10 },
+		"everything committed once the stalled call finished")
+}
+
+// TestMaxInflightIsNeverExceeded: the function never sees more calls at
+// once than max_inflight, across partitions each allowed more.
+func TestMaxInflightIsNeverExceeded(t *testing.T) {
+	client, gw, cfg := setup(t, "jobs")
+	gw.SetFunctions(fn("capped", "jobs"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxInflight, cfg.MaxMessages = "none", 8, 3, 1
+	cfg.MaxWait = 0
+	var now, peak atomic.Int32
+	gw.Handle("capped", func(c *gatewaytest.Call) (int, []byte) {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(5 * time.Millisecond) // the function's own work
+		return http.StatusOK, nil
+	})
+	produceSpread(client, "jobs", 30)
+	testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		c := client.Committed("kafka-connector-capped")["jobs"]
+		return c[0] == 30 && c[1] == 30 && c[2] == 30
+	}, "every message delivered and committed")
+	if p := peak.Load(); p > 3 {
+		t.Errorf("%d calls at once, want at most max_inflight 3", p)
+	}
+	if p := peak.Load(); p < 2 {
+		t.Errorf("at most %d call at once: the partitions did not overlap", p)
+	}
+}
+
+// TestBackPressureWaitsAndIsNotARetry: a 429 with Retry-After is waited
+// out and not counted against max_retries, and the connector shows it.
+func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
+	client, gw, cfg := setup(t, "slow")
+	gw.SetFunctions(fn("busy", "slow"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 4, 1
+	cfg.MaxRetries = 0 // a counted failure would give up at once
+	cfg.RetryBackoffMax = 5 * time.Second
+	var mu sync.Mutex
+	throttled := map[string]time.Time{} // idempotency key to when it was throttled
+	waited := map[string]time.Duration{}
+	gw.Handle("busy", func(c *gatewaytest.Call) (int, []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := c.Header.Get("X-Idempotency-Key")
+		if at, ok := throttled[key]; ok {
+			waited[key] = c.Received.Sub(at)
+			return http.StatusOK, nil
+		}
+		throttled[key] = c.Received
+		c.Reply.Set("Retry-After", "1")
+		return http.StatusTooManyRequests, []byte("slow down")
+	})
+	var recs []*kgo.Record
+	for i := range 6 {
+		recs = append(recs, testkit.Record("slow", 0, nil, []byte(strconv.Itoa(i))))
+	}
+	client.Produce(recs...)
+	r := testkit.Start(t, cfg)
+
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-busy")["slow"][0] == 6 },
+		"every message delivered and committed")
+	if d := successes(t, gw.Calls("busy")); d.count("slow") != 6 {
+		t.Errorf("%d messages delivered, want 6: a throttled batch was given up on", d.count("slow"))
+	}
+	mu.Lock()
+	for key, w := range waited {
+		// Retry-After is a floor the connector guarantees, not a guess.
+		if w < time.Second {
+			t.Errorf("batch %s retried %v after its 429, want at least the Retry-After of 1s", key, w)
+		}
+	}
+	mu.Unlock()
+	if strings.Contains(r.Logs(), "giving up") {
+		t.Errorf("a throttled batch was given up on:\n%s", r.Logs())
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(r.Metrics(), promhttp.HandlerOpts{}))
+	defer srv.Close()
+	text := scrapeMetrics(t, srv.URL)
+	if line := grep(text, `kafka_connector_backpressure_waits_total{function="busy",topic="slow"}`); !strings.HasSuffix(line, " 6") {
+		t.Errorf("back-pressure waits: %q, want 6", line)
+	}
+	if line := grep(text, `kafka_connector_give_ups_total{function="busy"`); line != "" && !strings.HasSuffix(line, " 0") {
+		t.Errorf("give-ups: %q, want none", line)
+	}
+}
