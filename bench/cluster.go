@@ -47,6 +47,12 @@ func messageValue(v []byte, stamp int64) []byte {
 // acknowledged. Values are not compressed, so that the consumers measure
 // reading and delivering, not decompressing.
 func produceBacklog(ctx context.Context, brokers []string, topic string, partitions int32, n, size int) error {
+	return produceKeyed(ctx, brokers, topic, partitions, n, size, 0)
+}
+
+// produceKeyed is produceBacklog with keys: message i has the key "k<i mod
+// keys>" (no key when keys is 0).
+func produceKeyed(ctx context.Context, brokers []string, topic string, partitions int32, n, size, keys int) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -65,6 +71,9 @@ func produceBacklog(ctx context.Context, brokers []string, topic string, partiti
 	)
 	for i := range n {
 		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: messageValue(make([]byte, 0, size), int64(i))}
+		if keys > 0 {
+			r.Key = []byte("k" + strconv.Itoa(i%keys))
+		}
 		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
 				mu.Lock()

@@ -66,6 +66,7 @@ type options struct {
 	// The large-message phase: largeN messages of largeSize bytes, a
 	// function that takes largeDelay a call, largeMaxMessages a batch.
 	largeN, largeSize, largeMaxMessages int
+	concN                               int
 	largeDelay                          time.Duration
 	bufferedBytes                       int // max_buffered_bytes of every connector phase; 0: the default
 }
@@ -91,8 +92,9 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,many", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
+	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
 	flag.DurationVar(&o.largeDelay, "large-delay", 200*time.Millisecond, "how long the function of the large-message phase takes a call")
 	flag.IntVar(&o.largeMaxMessages, "large-max-messages", 10, "the connector's max_messages in the large-message phase")
@@ -147,6 +149,7 @@ const (
 	topicBacklog = "backlog"
 	topicSmall   = "backlog-small"
 	topicLarge   = "backlog-large"
+	topicKeyed   = "backlog-keyed"
 	smallerBy    = 3
 )
 
@@ -164,7 +167,7 @@ func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall, topicLarge}
+	topics := []string{topicBacklog, topicSmall, topicLarge, topicKeyed}
 	for r := 1; r <= o.runs; r++ {
 		topics = append(topics, latencyTopic(r))
 	}
@@ -195,6 +198,11 @@ func run(o options) error {
 			return err
 		}
 	}
+	if b.phase("concurrency") {
+		if err := produceKeyed(ctx, b.brokers, topicKeyed, int32(o.partitions), o.concN, o.size, concKeys); err != nil {
+			return err
+		}
+	}
 	log.Printf("backlogs written in %v", time.Since(start).Round(time.Millisecond))
 	if o.profileDir != "" {
 		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
@@ -218,6 +226,7 @@ func run(o options) error {
 	}
 	m.loadEnd = loadAverage()
 	fmt.Print(table(o, m, runs))
+	fmt.Print(concTable(o, runs))
 	if many != nil {
 		fmt.Print(many.table())
 	}
@@ -247,7 +256,9 @@ type runResult struct {
 	filtered *phaseResult
 	small    *phaseResult // the connector, max_messages=1, backlog n/smallerBy
 	large    *phaseResult // the connector, large messages, a slow function
-	latency  *latencyResult
+	// conc are the phases of the concurrency comparison, in concPhases' order.
+	conc    []*phaseResult
+	latency *latencyResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -341,6 +352,15 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		}
 		rr.large = p
 	}
+	if b.phase("concurrency") {
+		for _, cp := range concPhases {
+			p, err := b.throughput(r, phaseSpec{name: cp.name, topic: topicKeyed, maxMessages: cp.maxMessages, target: b.concN, size: b.size, slow: cp.slow, env: cp.env})
+			if err != nil {
+				return rr, fmt.Errorf("connector, %s: %w", cp.name, err)
+			}
+			rr.conc = append(rr.conc, p)
+		}
+	}
 	if b.phase("latency") {
 		l, err := b.latency(r)
 		if err != nil {
@@ -401,6 +421,8 @@ type phaseSpec struct {
 	size        int // bytes of every message value
 	// slow is how long the function takes a call; 0 answers at once.
 	slow time.Duration
+	// env is more configuration of the connector, such as ordering.
+	env []string
 	// expr, when set, is the function's kafka-filter: target messages are
 	// read and the phase ends when the function has received those that
 	// pass.
@@ -451,7 +473,7 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 		}
 	}
 	fetched := firstFetch(b.cluster)
-	c, err := startChild(o, b.env(group, maxMessages))
+	c, err := startChild(o, append(b.env(group, maxMessages), ps.env...))
 	if err != nil {
 		return nil, err
 	}
