@@ -214,3 +214,31 @@ func TestDupBoundCountsWhatWasDeliveredBeforeEachKill(t *testing.T) {
 		t.Errorf("bound %d, want the 5 records delivered in the 3 s before the kill", got)
 	}
 }
+
+// Under ordering=key the checker holds order per key: offsets of other keys
+// may come in any order, a key's own may not.
+func TestCheckerHoldsKeyOrder(t *testing.T) {
+	produced := map[tp][]*message{}
+	p := tp{"t", 0}
+	for i := range 4 { // keys a, b, a, b
+		produced[p] = append(produced[p], &message{Key: []byte{"ab"[i%2]}, Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	e := expectation{subscriptions: map[string][]string{"f": {"t"}}, defaultMax: 100, maxBytes: 1 << 20, keyOrder: true}
+	interleaved := []*call{ // b's offset 1, then a's 0 and 2, then b's 3
+		madeUpCall(produced, "f", p, 1, 1, true, 1),
+		madeUpCall(produced, "f", p, 0, 0, true, 2),
+		madeUpCall(produced, "f", p, 2, 3, true, 3),
+	}
+	if v := verify(produced, interleaved, e); len(v.Problems()) > 0 {
+		t.Errorf("keys interleaved in order: %v", v.Problems())
+	}
+	broken := []*call{ // a's offset 2 before its offset 0
+		madeUpCall(produced, "f", p, 1, 2, true, 1),
+		madeUpCall(produced, "f", p, 0, 0, true, 2),
+		madeUpCall(produced, "f", p, 3, 3, true, 3),
+	}
+	v := verify(produced, broken, e)
+	if !strings.Contains(strings.Join(v.Problems(), "\n"), "key order broken") {
+		t.Errorf("a key delivered out of order was not noticed: %v", v.Problems())
+	}
+}

@@ -31,6 +31,11 @@ type expectation struct {
 	maxBytes int
 	// extras: the connector runs with record_extras=true.
 	extras bool
+	// keyOrder: the connector runs with ordering=key, so order holds per
+	// key, not per partition: the first delivery of a message must come
+	// after every earlier message of its key in the partition, or behind
+	// them in the same batch.
+	keyOrder bool
 	// floors are committed offsets seen during the run; group names the
 	// consumer group of a function.
 	floors []floor
@@ -113,6 +118,23 @@ func verify(produced map[tp][]*message, calls []*call, e expectation) *verdict {
 	}
 	cursors := map[fnTP]*cursor{}
 	floors := floorIndex(e.floors)
+	// Under keyOrder: each key's offsets in each partition, in order, and
+	// how many of them each function has received.
+	type fnKey struct {
+		k   fnTP
+		key string
+	}
+	keyOffsets := map[tp]map[string][]int64{}
+	keyNext := map[fnKey]int{}
+	if e.keyOrder {
+		for p, msgs := range produced {
+			byKey := map[string][]int64{}
+			for off, m := range msgs {
+				byKey[string(m.Key)] = append(byKey[string(m.Key)], int64(off))
+			}
+			keyOffsets[p] = byKey
+		}
+	}
 
 	for _, c := range calls {
 		v.Calls++
@@ -150,6 +172,27 @@ func verify(produced map[tp][]*message, calls []*call, e expectation) *verdict {
 		}
 		for _, r := range recs {
 			offs[r.Offset]++
+			if !e.keyOrder || offs[r.Offset] > 1 || r.Offset >= int64(len(produced[p])) {
+				continue
+			}
+			key := string(produced[p][r.Offset].Key)
+			fk := fnKey{k, key}
+			list := keyOffsets[p][key]
+			next := keyNext[fk]
+			for next < len(list) && offs[list[next]] > 0 && list[next] != r.Offset {
+				next++
+			}
+			if next < len(list) && list[next] != r.Offset {
+				v.problem("key order broken", "%s %s: offset %d of key %q delivered before offset %d of the same key",
+					c.Function, p, r.Offset, key, list[next])
+			}
+			for next < len(list) && offs[list[next]] > 0 {
+				next++
+			}
+			keyNext[fk] = next
+		}
+		if e.keyOrder {
+			continue // batches of a partition may be in flight at once
 		}
 		cur := cursors[k]
 		if cur == nil {
@@ -263,7 +306,13 @@ func checkCall(v *verdict, c *call, produced map[tp][]*message, e expectation) (
 		if p != hdr {
 			v.problem("record of another partition than the batch's headers", "%s: record of %s in a batch of %s", c.Function, p, hdr)
 		}
-		if i > 0 && r.Offset != recs[i-1].Offset+1 {
+		switch {
+		case i == 0:
+		case e.keyOrder && r.Offset <= recs[i-1].Offset:
+			// Under ordering=key a batch takes the messages of the keys
+			// that may go, so it may skip offsets, but in order.
+			v.problem("batch offsets not increasing", "%s %s: %d after %d", c.Function, p, r.Offset, recs[i-1].Offset)
+		case !e.keyOrder && r.Offset != recs[i-1].Offset+1:
 			v.problem("batch offsets not consecutive", "%s %s: %d after %d", c.Function, p, r.Offset, recs[i-1].Offset)
 		}
 		var m *message
