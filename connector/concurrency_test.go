@@ -1,6 +1,7 @@
 package connector_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -312,4 +313,58 @@ func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 	if line := grep(text, `kafka_connector_give_ups_total{function="busy"`); line != "" && !strings.HasSuffix(line, " 0") {
 		t.Errorf("give-ups: %q, want none", line)
 	}
+}
+
+// TestRebalanceWithCallsInFlightLosesNothing: a second replica joins while
+// the first has several batches of each partition in flight; whatever the
+// calls in flight came to, every message is delivered and the group ends
+// committed at the end of every partition.
+func TestRebalanceWithCallsInFlightLosesNothing(t *testing.T) {
+	client, gw, cfg := setup(t, "busy-topic")
+	gw.SetFunctions(fn("parallel", "busy-topic"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 4, 5
+	const group = "kafka-connector-parallel"
+	// The first calls are held until the group is rebalancing, so that the
+	// rebalance finds them in flight.
+	released := make(chan struct{})
+	var held atomic.Int32
+	gw.Handle("parallel", func(c *gatewaytest.Call) (int, []byte) {
+		held.Add(1)
+		defer held.Add(-1)
+		select {
+		case <-released:
+		case <-c.Context().Done():
+		}
+		return http.StatusOK, nil
+	})
+	first := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, first.Ready, "the first replica is ready")
+	produceSpread(client, "busy-topic", 100)
+	testkit.Eventually(t, 20*time.Second, func() bool { return held.Load() >= 2*partitions }, "several calls of each partition in flight")
+	inFlight := held.Load()
+	second := testkit.Start(t, cfg)
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		groups, err := client.Admin.DescribeGroups(ctx, group)
+		return err == nil && strings.Contains(groups[group].State, "Rebalance")
+	}, "the group rebalancing")
+	close(released)
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Members(group) == 2 && second.Ready() },
+		"the second replica joined")
+	produceSpread(client, "busy-topic", 20)
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		d := successes(t, gw.Calls("parallel"))
+		for p := int32(0); p < partitions; p++ {
+			if len(unique(d.offsets["busy-topic"][p])) != 120 {
+				return false
+			}
+		}
+		return true
+	}, "every message delivered across the rebalance")
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		got := client.Committed(group)["busy-topic"]
+		return got[0] == 120 && got[1] == 120 && got[2] == 120
+	}, "committed at the end of every partition: %v", client.Committed(group))
+	t.Logf("%d calls were in flight when the group began to rebalance", inFlight)
 }
