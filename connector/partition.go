@@ -277,6 +277,14 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 			"bytes", len(f.body), "max_bytes", w.t.settings.MaxBytes)
 	}
 	w.running++
+	if w.sched.Policy().Concurrency == 1 {
+		// One batch at a time (ordering=partition): a goroutine and a
+		// channel hop per batch would buy nothing, so the worker delivers
+		// it itself, as the same code, and reads on once it is finished.
+		f.inline = true
+		f.deliver()
+		return true
+	}
 	w.flights.Go(f.deliver)
 	return true
 }
@@ -366,6 +374,10 @@ type flight struct {
 	batch schedule.Batch[record]
 	body  []byte
 	timer *time.Timer // for the waits between attempts, made on the first
+	// inline is a batch delivered on the worker's own goroutine, the only
+	// one of its partition in flight: it reports to the scheduler
+	// directly, which only that goroutine touches.
+	inline bool
 }
 
 // seal builds the body of what is left of the batch.
@@ -462,8 +474,14 @@ func (f *flight) deliver() {
 }
 
 // report hands a report to the worker, which always listens until every
-// batch has reported its end.
-func (f *flight) report(r report) { f.w.reports <- r }
+// batch has reported its end; an inline batch applies it itself.
+func (f *flight) report(r report) {
+	if f.inline {
+		f.w.handle(r)
+		return
+	}
+	f.w.reports <- r
+}
 
 // keepFrom drops the records before offset, which the worker was told are
 // finished, as the scheduler's Partial does.
