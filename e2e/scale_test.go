@@ -66,7 +66,7 @@ func TestManyFunctionsOnManyTopics(t *testing.T) {
 	produce(1)
 	e.waitDelivered(300*time.Second, subs, p)
 	firstWave := time.Since(began)
-	rss1, _ := p.memory()
+	rss1, peak1 := p.memory()
 	began = time.Now()
 	produce(2)
 	e.waitDelivered(300*time.Second, subs, p)
@@ -77,9 +77,12 @@ func TestManyFunctionsOnManyTopics(t *testing.T) {
 		t.Errorf("peak resident memory %d MiB, over %d MiB", peak>>20, peakLimit>>20)
 	}
 	// A second wave as large as the first must not need much more memory:
-	// what the first one used was given back or reused.
-	if rss2 > rss1*3/2+64<<20 {
-		t.Errorf("resident memory grew from %d MiB after the first wave to %d MiB after the second", rss1>>20, rss2>>20)
+	// what the first one used was given back or reused. Peaks are compared:
+	// the resident memory at one moment after a wave depends on when Go's
+	// scavenger last gave memory back, and varied from 125 to 254 MiB
+	// after the same second wave.
+	if peak > peak1*3/2+64<<20 {
+		t.Errorf("peak resident memory grew from %d MiB over the first wave to %d MiB over the second", peak1>>20, peak>>20)
 	}
 	if code := p.terminate(60 * time.Second); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
