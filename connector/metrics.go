@@ -108,7 +108,7 @@ func newMetrics() *metrics {
 		}, []string{"function", "topic", "partition"}),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "committed_offset",
-			Help: "Next offset to consume, marked for commit once its batch was delivered; flushed to Kafka every second.",
+			Help: "Next offset to consume, marked for commit once its batch was delivered; flushed to Kafka every commit_interval.",
 		}, []string{"function", "topic", "partition"}),
 		triggers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "functions",

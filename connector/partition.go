@@ -339,7 +339,7 @@ func (w *partitionWorker) logStart() {
 }
 
 // commit marks offset as the partition's next one to consume; sarama
-// flushes marks to Kafka every second and when the session ends. Every
+// flushes marks to Kafka every commit_interval and when the session ends. Every
 // mark carries the subscription time, so that it stays recorded in the
 // group (see startFor).
 func (w *partitionWorker) commit(offset int64) {
