@@ -59,6 +59,18 @@ type Config struct {
 	// the same name does not leave its partitions unserved.
 	InstanceID string `envconfig:"instance_id" desc:"a group instance id of letters, digits, '.', '_' and '-', at most 249 characters, or nothing for dynamic membership (default: $HOSTNAME; needs kafka_version 2.3.0 or later)"`
 
+	// Assignor is how each group shares its partitions among the replicas,
+	// in order of preference. cooperative-sticky, the default, moves only
+	// the partitions that must move when a replica joins or leaves, and the
+	// others go on being delivered through the rebalance. sticky is the
+	// eager assignor of earlier releases, for brokers older than 2.4: every
+	// rebalance stops every partition of the group until the slowest
+	// invocation in flight ends. Naming both is the first step of upgrading
+	// a running install whose replicas speak only sticky (see the README):
+	// the group then rebalances eagerly until every member offers
+	// cooperative-sticky alone.
+	Assignor []string `envconfig:"assignor" desc:"cooperative-sticky, sticky, or both comma-separated by preference (default: cooperative-sticky; sticky when kafka_version is older than 2.4.0, which cooperative-sticky alone needs)"`
+
 	// InitialOffset is where a group that has never committed starts.
 	// Latest, as the CKafka trigger does: a new function is not flooded with
 	// a topic's history unless asked to.
@@ -278,6 +290,10 @@ func FromEnv() (Config, error) {
 	}
 	c.Brokers = cleanList(c.Brokers)
 	c.Topics = cleanList(c.Topics)
+	c.Assignor = cleanList(c.Assignor)
+	if len(c.Assignor) == 0 {
+		c.Assignor = c.assignors() // the default, shown in the start line
+	}
 	if _, set := os.LookupEnv("CONCURRENCY"); set && c.Concurrency == 0 {
 		// Unset means the ordering's default; a 0 written out is a mistake.
 		return Config{}, fieldError("Concurrency", "0", nil)
@@ -370,6 +386,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.checkInstanceID(); err != nil {
+		return err
+	}
+	if err := c.checkAssignor(); err != nil {
 		return err
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {

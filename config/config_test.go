@@ -155,6 +155,8 @@ func TestBadValuesNameTheVariableAndValue(t *testing.T) {
 		{"max_inflight", "-1"},
 		{"max_inflight", "100001"},
 		{"max_inflight", "some"},
+		{"assignor", "range"},
+		{"assignor", "sticky,sticky"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

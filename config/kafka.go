@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -27,10 +28,11 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	// it, but idle cost does: with sarama's 500 ms, a thousand idle
 	// functions take a fifth of a core polling. Longer is not free either:
 	// a claim that ends (a rebalance, a stop) waits for its fetch in
-	// flight, and requests queued behind it on the same connection
-	// (heartbeats, commits) wait with it, and so does a partition whose
-	// queue was full (see readAhead). 2 s keeps a thousand idle functions
-	// under a tenth of a core.
+	// flight, and requests queued behind it on the same connection wait
+	// with it (the group's coordination has connections of its own, see
+	// connector.coordinated), and so does a partition whose queue was full
+	// (see readAhead). 2 s keeps a thousand idle functions under a tenth
+	// of a core.
 	sc.Consumer.MaxWaitTime = 2 * time.Second
 	// Consumer.Fetch.Max stays 0, no limit: at a limit, sarama skips a
 	// message larger than it, which would lose that message.
@@ -45,7 +47,7 @@ func (c *Config) Sarama(s types.TriggerSettings) *sarama.Config {
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = c.CommitInterval
 	readAhead(sc, s)
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	sc.Consumer.Group.Rebalance.GroupStrategies = c.balanceStrategies()
 	// On a rebalance the invocation in flight is allowed to finish (nothing
 	// new starts), so the group must wait at least one upstream timeout for
 	// this member.
@@ -175,6 +177,68 @@ func (c *Config) checkInstanceID() error {
 	}
 	if v, _ := sarama.ParseKafkaVersion(c.KafkaVersion); !v.IsAtLeast(staticMembershipVersion) {
 		return fieldError("InstanceID", c.InstanceID, fmt.Errorf("kafka_version %s is older than 2.3.0", c.KafkaVersion))
+	}
+	return nil
+}
+
+// The assignors a group may use. Under cooperative-sticky, the only
+// cooperative one, sarama keeps a session across rebalances and ends only
+// the claims that move; a worker sees its claim end (see claimEnded in
+// package connector).
+const (
+	cooperativeSticky = "cooperative-sticky"
+	sticky            = "sticky"
+)
+
+// Cooperative rebalancing (KIP-429) needs the owned partitions of
+// JoinGroup's subscription, from Kafka 2.4.
+var cooperativeVersion = sarama.V2_4_0_0
+
+// assignors is the Assignor setting, or its default for the protocol
+// version when unset.
+func (c *Config) assignors() []string {
+	if len(c.Assignor) > 0 {
+		return c.Assignor
+	}
+	if v, err := sarama.ParseKafkaVersion(c.KafkaVersion); err == nil && v.IsAtLeast(cooperativeVersion) {
+		return []string{cooperativeSticky}
+	}
+	return []string{sticky}
+}
+
+// balanceStrategies are the assignors as sarama names them, in order. A
+// list of both makes sarama rebalance eagerly while it offers
+// cooperative-sticky first, which is the first step of an upgrade.
+func (c *Config) balanceStrategies() []sarama.BalanceStrategy {
+	var out []sarama.BalanceStrategy
+	for _, name := range c.assignors() {
+		if name == cooperativeSticky {
+			out = append(out, sarama.NewBalanceStrategyCooperativeSticky())
+		} else {
+			out = append(out, sarama.NewBalanceStrategySticky())
+		}
+	}
+	return out
+}
+
+// cooperative reports whether the groups rebalance cooperatively: only when
+// cooperative-sticky is their one assignor.
+func (c *Config) cooperative() bool {
+	a := c.assignors()
+	return len(a) == 1 && a[0] == cooperativeSticky
+}
+
+func (c *Config) checkAssignor() error {
+	value := strings.Join(c.Assignor, ",")
+	seen := make(map[string]bool)
+	for _, name := range c.Assignor {
+		if name != cooperativeSticky && name != sticky || seen[name] {
+			return fieldError("Assignor", value, nil)
+		}
+		seen[name] = true
+	}
+	if v, _ := sarama.ParseKafkaVersion(c.KafkaVersion); c.cooperative() && !v.IsAtLeast(cooperativeVersion) {
+		return fieldError("Assignor", value, fmt.Errorf("kafka_version %s is older than 2.4.0", c.KafkaVersion))
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -41,5 +44,55 @@ func TestSaramaReadAheadFollowsTheTrigger(t *testing.T) {
 		if sc.Consumer.Offsets.AutoCommit.Interval != tc.commit {
 			t.Errorf("%+v: offsets flushed every %v, want commit_interval", tc, sc.Consumer.Offsets.AutoCommit.Interval)
 		}
+	}
+}
+
+// Groups rebalance cooperatively by default, eagerly where the brokers are
+// too old for it, and eagerly while a list offers both assignors, which is
+// the first step of an upgrade.
+func TestAssignorSettings(t *testing.T) {
+	tests := []struct {
+		env         map[string]string
+		strategies  []string // as sarama names them, by preference
+		cooperative bool
+		badVar      string // when the settings are refused
+	}{
+		{env: map[string]string{}, strategies: []string{"cooperative-sticky"}, cooperative: true},
+		{env: map[string]string{"kafka_version": "2.3.0"}, strategies: []string{"sticky"}},
+		{env: map[string]string{"assignor": "sticky"}, strategies: []string{"sticky"}},
+		{env: map[string]string{"assignor": "cooperative-sticky, sticky"}, strategies: []string{"cooperative-sticky", "sticky"}},
+		{env: map[string]string{"assignor": "sticky,cooperative-sticky", "kafka_version": "2.1.0"}, strategies: []string{"sticky", "cooperative-sticky"}},
+		{env: map[string]string{"assignor": "cooperative-sticky", "kafka_version": "2.3.0"}, badVar: "assignor"},
+		{env: map[string]string{"assignor": "eager"}, badVar: "assignor"},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := FromEnv()
+			if tc.badVar != "" {
+				var ce *Error
+				if !errors.As(err, &ce) || ce.Var != tc.badVar {
+					t.Fatalf("error %v, want one naming %s", err, tc.badVar)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := c.Sarama(c.Trigger())
+			if err := sc.Validate(); err != nil {
+				t.Fatalf("sarama refuses the configuration: %v", err)
+			}
+			var names []string
+			for _, s := range sc.Consumer.Group.Rebalance.GroupStrategies {
+				names = append(names, s.Name())
+			}
+			if !slices.Equal(names, tc.strategies) || c.cooperative() != tc.cooperative {
+				t.Errorf("assignors %q, cooperative %v; want %q, %v", names, c.cooperative(), tc.strategies, tc.cooperative)
+			}
+		})
 	}
 }
