@@ -39,8 +39,10 @@ type partitionWorker struct {
 	// ending (revocation, shutdown) only stops the worker between attempts,
 	// so that an invocation in flight can finish and be committed.
 	ctx context.Context
-	// stop ends with ctx or the session: a batch waiting to retry, or for
-	// an invocation slot, gives up then, uncommitted.
+	// stop ends with ctx, the session or the claim: a batch waiting to
+	// retry, or for an invocation slot, gives up then, uncommitted, and
+	// nothing new starts. Under cooperative rebalancing the session lives on
+	// through rebalances and only a revoked partition's claim ends.
 	stop    context.Context
 	log     *slog.Logger
 	metrics *partitionMetrics
@@ -130,6 +132,7 @@ func (w *partitionWorker) run() {
 	stop, cancel := context.WithCancel(w.ctx)
 	defer cancel()
 	defer context.AfterFunc(w.sess.Context(), cancel)()
+	endWithClaim(w.claim, w.log, cancel)
 	w.stop = stop
 
 	w.loop()
@@ -139,13 +142,16 @@ func (w *partitionWorker) run() {
 	}
 	w.flights.Wait()
 	w.mark()
+	if w.sess.Context().Err() == nil && w.ctx.Err() == nil {
+		w.log.Info("released partition in a rebalance")
+	}
 }
 
 // loop reads and delivers until the claim ends. It returns with batches
 // possibly in flight.
 func (w *partitionWorker) loop() {
 	msgs := w.claim.Messages()
-	done := w.sess.Context().Done()
+	done := w.stop.Done()
 	for {
 		if !w.start() {
 			return
@@ -181,21 +187,11 @@ func (w *partitionWorker) loop() {
 			}
 		}
 		if !ok {
-			w.drain()
-			return
+			return // the claim ended; w.stop is about to say so
 		}
 		if !w.read(m) {
 			return
 		}
-	}
-}
-
-// drain delivers the full batches left when the claim's messages end
-// without the session ending, and waits for them; a batch still filling
-// is left for the next owner.
-func (w *partitionWorker) drain() {
-	for w.start() && w.running > 0 {
-		w.handle(<-w.reports)
 	}
 }
 
@@ -226,9 +222,9 @@ func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
 
 // start starts every batch the scheduler allows, and runs the max_wait
 // timer while a batch could start but is not full. It reports false once
-// the session is over: messages already fetched may still be readable
-// then, and starting a batch with them would go on delivering a partition
-// that is being handed to another member.
+// the claim is over: messages already fetched may still be readable then,
+// and starting a batch with them would go on delivering a partition that
+// is being handed to another member.
 func (w *partitionWorker) start() bool {
 	w.sched.SetLimit(w.gate.Limit())
 	for {
@@ -266,7 +262,7 @@ func (w *partitionWorker) flush() bool {
 
 // launch hands a batch to a goroutine of its own.
 func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
-	if w.sess.Context().Err() != nil {
+	if w.stop.Err() != nil {
 		return false
 	}
 	f := &flight{w: w, batch: b}

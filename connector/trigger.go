@@ -97,6 +97,14 @@ func (t *trigger) run(ctx context.Context) error {
 	if _, err := t.catalog.lookup(); err != nil {
 		return err
 	}
+	coordination, err := sarama.NewClient(t.brokers, t.newSaramaConfig())
+	if err != nil {
+		return fmt.Errorf("cannot reach kafka brokers %s: %w", strings.Join(t.brokers, ","), err)
+	}
+	defer coordination.Close()
+	c := &coordinated{Client: client, coordination: coordination}
+	defer c.wait()
+	client = c
 	group, err := sarama.NewConsumerGroupFromClient(t.settings.Group, client)
 	if err != nil {
 		return fmt.Errorf("cannot create consumer group %s: %w", t.settings.Group, err)
@@ -343,6 +351,10 @@ type groupHandler struct {
 	client sarama.Client
 	// sess hands the session of a successful Setup to the lag watcher.
 	sess chan sarama.ConsumerGroupSession
+	// generation is that of the last Setup. Under cooperative rebalancing
+	// a session outlives its first generation, and the claims of later
+	// ones are logged as they come, since no Setup lists them.
+	generation atomic.Int32
 }
 
 func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
@@ -353,6 +365,7 @@ func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	case h.sess <- sess:
 	default: // a session of this Consume call was handed over already
 	}
+	h.generation.Store(sess.GenerationID())
 	h.t.ready.Store(true)
 	h.t.log.Info("joined consumer group", "group", h.t.settings.Group, "generation", sess.GenerationID(), "claims", fmt.Sprint(sess.Claims()))
 	return nil
@@ -361,6 +374,10 @@ func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	if g := sess.GenerationID(); g != h.generation.Load() {
+		h.t.log.Info("claimed partition in a rebalance", "group", h.t.settings.Group, "generation", g,
+			"topic", claim.Topic(), "partition", claim.Partition(), "offset", claim.InitialOffset())
+	}
 	h.t.newPartitionWorker(h.ctx, sess, claim).run()
 	return nil
 }

@@ -151,6 +151,41 @@ func (c *Client) Members(group string) int {
 	return len(groups[group].Members)
 }
 
+// Assignment is how a group shares out the partitions of topic: the
+// owner of each assigned partition, named by its instance id (or its member
+// id when it has none), the assignor the group chose, and the group's state
+// ("Stable" once a rebalance is over).
+func (c *Client) Assignment(group, topic string) (owners map[int32]string, assignor, state string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups, err := c.Admin.DescribeGroups(ctx, group)
+	if err != nil {
+		c.t.Fatalf("describing %s: %v", group, err)
+	}
+	g := groups[group]
+	owners = make(map[int32]string)
+	for _, m := range g.Members {
+		name := m.MemberID
+		if m.InstanceID != nil {
+			name = *m.InstanceID
+		}
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			continue
+		}
+		for _, t := range a.Topics {
+			if t.Topic != topic {
+				continue
+			}
+			for _, p := range t.Partitions {
+				owners[p] = name
+			}
+		}
+	}
+	return owners, g.Protocol, g.State
+}
+
 // Record makes a record for a partition of a topic.
 func Record(topic string, partition int32, key, value []byte) *kgo.Record {
 	return &kgo.Record{Topic: topic, Partition: partition, Key: key, Value: value}
