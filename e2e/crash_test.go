@@ -182,7 +182,7 @@ func TestRebalanceAcrossConnectorsKeepsOrder(t *testing.T) {
 	d.waitReady(60 * time.Second)
 
 	// The partitions of the dead connector moved: the new one owns some.
-	if lines := d.find("joined consumer group", "claims", "payments:["); len(lines) == 0 {
+	if claimed, _ := claimedBy(d, "payments"); len(claimed) == 0 {
 		t.Errorf("the connector started after the kill never claimed a partition:\n%s", d.tail(20))
 	}
 	for _, p := range procs {
