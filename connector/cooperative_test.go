@@ -1,11 +1,13 @@
 package connector_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,9 +84,11 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 		round++
 	}
 	gateways := map[string]*gatewaytest.Gateway{}
+	replicas := map[string]*testkit.Running{}
 	for _, name := range []string{"replica-a", "replica-b", "replica-c"} {
-		gw, _ := replica(name)
+		gw, r := replica(name)
 		gateways[name] = gw
+		replicas[name] = r
 	}
 	testkit.Eventually(t, 30*time.Second, settled(3), "three replicas share the partitions")
 	before, assignor, _ := client.Assignment(group, topic)
@@ -196,8 +200,15 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	for p := int32(0); p < n; p++ {
 		if after[p] != before[p] {
 			moved++
+			if !released(replicas[before[p]].Logs(), p) {
+				t.Errorf("partition %d moved from %s to %s, which did not log releasing it", p, before[p], after[p])
+			}
 		} else if p != holdPartition {
-			// It kept its claim: it went on delivering during the hold.
+			// It kept its claim: it went on delivering during the hold, and
+			// its worker never stopped.
+			if released(replicas[before[p]].Logs(), p) {
+				t.Errorf("partition %d stayed with %s, which released it in the rebalance", p, before[p])
+			}
 			if !reached(during, p, heldRound) {
 				t.Errorf("partition %d stayed with %s but was not delivered while partition %d's invocation was held", p, before[p], holdPartition)
 			} else if got := duringBy[p][len(duringBy[p])-1]; got != before[p] {
@@ -221,6 +232,21 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	if moved != n/4 {
 		t.Errorf("%d partitions moved to the fourth replica, want %d: %v became %v", moved, n/4, before, after)
 	}
+}
+
+// released reports whether a replica's logs say it released partition p
+// in a rebalance.
+func released(logs string, p int32) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct {
+			Msg       string `json:"msg"`
+			Partition *int32 `json:"partition"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "released partition in a rebalance" && l.Partition != nil && *l.Partition == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Under cooperative rebalancing the session goes on when a partition is
