@@ -164,22 +164,29 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	gateways["replica-d"] = gw
 	testkit.Eventually(t, 30*time.Second, fourth.Ready,
 		"the fourth replica joins while an invocation is in flight (an eager rebalance waits for it)")
-	// While the moved partitions wait for the held invocation, those that
-	// stay deliver the next round: all but the held one and the n/4 that
-	// move, at least.
+	// While a moved partition waits for the held invocation, those that
+	// stay deliver the next round: every partition but the held one and
+	// those released so far, once at least n/4-1 are (the held one may be
+	// the n/4-th).
 	produceRound()
 	heldRound := round
 	var during map[int32][]int64
 	var duringBy map[int32][]string
 	testkit.Eventually(t, 20*time.Second, func() bool {
+		gone := map[int32]bool{}
+		for _, r := range replicas {
+			maps.Copy(gone, releasedIn(r.Logs()))
+		}
+		if len(gone) < n/4-1 {
+			return false
+		}
 		during, duringBy = delivered()
-		flowing := 0
 		for p := int32(0); p < n; p++ {
-			if p != holdPartition && reached(during, p, heldRound) {
-				flowing++
+			if p != holdPartition && !gone[p] && !reached(during, p, heldRound) {
+				return false
 			}
 		}
-		return flowing >= n-n/4-1
+		return true
 	}, "the partitions that do not move are delivered while a moved one's invocation is in flight")
 	close(release)
 
@@ -200,13 +207,13 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	for p := int32(0); p < n; p++ {
 		if after[p] != before[p] {
 			moved++
-			if !released(replicas[before[p]].Logs(), p) {
+			if !releasedIn(replicas[before[p]].Logs())[p] {
 				t.Errorf("partition %d moved from %s to %s, which did not log releasing it", p, before[p], after[p])
 			}
 		} else if p != holdPartition {
 			// It kept its claim: it went on delivering during the hold, and
 			// its worker never stopped.
-			if released(replicas[before[p]].Logs(), p) {
+			if releasedIn(replicas[before[p]].Logs())[p] {
 				t.Errorf("partition %d stayed with %s, which released it in the rebalance", p, before[p])
 			}
 			if !reached(during, p, heldRound) {
@@ -234,19 +241,20 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	}
 }
 
-// released reports whether a replica's logs say it released partition p
-// in a rebalance.
-func released(logs string, p int32) bool {
+// releasedIn returns the partitions a replica's logs say it released in a
+// rebalance.
+func releasedIn(logs string) map[int32]bool {
+	out := map[int32]bool{}
 	for _, line := range strings.Split(logs, "\n") {
 		var l struct {
 			Msg       string `json:"msg"`
 			Partition *int32 `json:"partition"`
 		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "released partition in a rebalance" && l.Partition != nil && *l.Partition == p {
-			return true
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "released partition in a rebalance" && l.Partition != nil {
+			out[*l.Partition] = true
 		}
 	}
-	return false
+	return out
 }
 
 // Under cooperative rebalancing the session goes on when a partition is
