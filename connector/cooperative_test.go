@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
@@ -318,4 +319,57 @@ func TestCooperativeRevocationStopsRetriesBetweenAttempts(t *testing.T) {
 		}
 		return true
 	}, "every partition committed past its message")
+}
+
+// An install whose replicas rebalance eagerly (sticky) is upgraded in two
+// rollouts, as the README says: a replica offering only cooperative-sticky
+// cannot join their groups, one offering both can, and once the eager
+// replicas are gone the group agrees on cooperative-sticky with replicas of
+// the default.
+func TestUpgradeFromEagerGroupsInTwoRollouts(t *testing.T) {
+	const (
+		topic = "upgraded"
+		group = "kafka-connector-upgraded"
+	)
+	client, gw, cfg := setup(t, topic)
+	gw.SetFunctions(fn("upgraded", topic))
+	with := func(instance string, assignor ...string) config.Config {
+		c := cfg
+		c.InstanceID, c.Assignor = instance, assignor
+		return c
+	}
+	members := func(want int, assignor string) func() bool {
+		return func() bool {
+			owners, got, state := client.Assignment(group, topic)
+			return state == "Stable" && len(owners) == partitions && got == assignor && client.Members(group) == want
+		}
+	}
+	delivers := func(what string) {
+		t.Helper()
+		before := successes(t, gw.Calls("upgraded")).count(topic)
+		produceSpread(client, topic, 2)
+		testkit.Eventually(t, 20*time.Second, func() bool {
+			return successes(t, gw.Calls("upgraded")).count(topic) >= before+2*partitions
+		}, "every message delivered %s", what)
+	}
+
+	old := testkit.Start(t, with("old", "sticky"))
+	testkit.Eventually(t, 30*time.Second, members(1, "sticky"), "the eager replica owns the group")
+	early := testkit.Start(t, with("early"))
+	testkit.Eventually(t, 30*time.Second, func() bool { return strings.Contains(early.Logs(), "cannot consume; joining the group again") },
+		"a replica offering only cooperative-sticky is refused by the eager group")
+	if n := client.Members(group); n != 1 {
+		t.Fatalf("%d members, want only the eager one", n)
+	}
+	early.Stop()
+
+	testkit.Start(t, with("bridge", "cooperative-sticky", "sticky"))
+	testkit.Eventually(t, 30*time.Second, members(2, "sticky"), "the first rollout's replica joins the eager group")
+	delivers("by the eager and the first rollout's replicas")
+	old.Stop()
+	testkit.Eventually(t, 30*time.Second, members(1, "cooperative-sticky"), "without the eager replica the group agrees on cooperative-sticky")
+
+	testkit.Start(t, with("final"))
+	testkit.Eventually(t, 30*time.Second, members(2, "cooperative-sticky"), "the second rollout's replica joins")
+	delivers("by the two rollouts' replicas")
 }
