@@ -36,13 +36,39 @@ type encoder struct {
 	extras bool // add timestamp and headers to every record
 	chunk  []byte
 	msg    types.Message
+	// used are the chunks filled since the window was last empty, and
+	// spare those that no record refers to any more (see recycle).
+	used, spare [][]byte
 }
 
 const chunkSize = 16 << 10
 
+// recycle makes every chunk spare, to be filled again. It may be called
+// only when no record it encoded is referred to: when the window is empty
+// and no batch is in flight. Under ordering=partition that is after every
+// batch, so that a busy partition encodes into the same few chunks.
+func (e *encoder) recycle() {
+	if e.chunk != nil {
+		e.used = append(e.used, e.chunk)
+		e.chunk = nil
+	}
+	for _, c := range e.used {
+		e.spare = append(e.spare, c[:0])
+	}
+	clear(e.used)
+	e.used = e.used[:0]
+}
+
 func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 	if cap(e.chunk)-len(e.chunk) < 512 {
-		e.chunk = make([]byte, 0, chunkSize)
+		if e.chunk != nil {
+			e.used = append(e.used, e.chunk)
+		}
+		if n := len(e.spare); n > 0 {
+			e.chunk, e.spare = e.spare[n-1], e.spare[:n-1]
+		} else {
+			e.chunk = make([]byte, 0, chunkSize)
+		}
 	}
 	e.msg = types.Message{
 		Topic:     m.Topic,
@@ -64,7 +90,8 @@ func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 	enc := e.chunk[start:len(e.chunk):len(e.chunk)]
 	if start == 0 && cap(e.chunk) > chunkSize {
 		// A record larger than a chunk got a buffer of its own: the next
-		// records start a new chunk, rather than pinning it.
+		// records start a new chunk, rather than pinning it, and it is
+		// never filled again.
 		e.chunk = nil
 	}
 	return record{msg: m, enc: enc}

@@ -226,7 +226,12 @@ func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
 // and starting a batch with them would go on delivering a partition that
 // is being handed to another member.
 func (w *partitionWorker) start() bool {
-	w.sched.SetLimit(w.gate.Limit())
+	if w.sched.Policy().Concurrency > 1 {
+		// Back-pressure moves the limit between 1 and the concurrency; at
+		// a concurrency of 1 it stays 1, and the gate's lock is not taken
+		// for every message.
+		w.sched.SetLimit(w.gate.Limit())
+	}
 	for {
 		b, ok := w.sched.Next(false)
 		if !ok {
@@ -317,6 +322,9 @@ func (w *partitionWorker) mark() {
 	w.metrics.window.Set(float64(w.sched.Len()))
 	if offset, ok := w.sched.Committable(); ok && offset > w.marked {
 		w.commit(offset)
+	}
+	if w.sched.Len() == 0 && w.running == 0 {
+		w.enc.recycle() // no record of the window is referred to any more
 	}
 }
 
