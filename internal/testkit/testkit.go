@@ -142,13 +142,18 @@ func (c *Client) Committed(group string) map[string]map[int32]int64 {
 // Members returns how many members the group has.
 func (c *Client) Members(group string) int {
 	c.t.Helper()
+	return len(c.describe(group).Members)
+}
+
+func (c *Client) describe(group string) kadm.DescribedGroup {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	groups, err := c.Admin.DescribeGroups(ctx, group)
 	if err != nil {
 		c.t.Fatalf("describing %s: %v", group, err)
 	}
-	return len(groups[group].Members)
+	return groups[group]
 }
 
 // Assignment is how a group shares out the partitions of topic: the
@@ -157,13 +162,7 @@ func (c *Client) Members(group string) int {
 // ("Stable" once a rebalance is over).
 func (c *Client) Assignment(group, topic string) (owners map[int32]string, assignor, state string) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	groups, err := c.Admin.DescribeGroups(ctx, group)
-	if err != nil {
-		c.t.Fatalf("describing %s: %v", group, err)
-	}
-	g := groups[group]
+	g := c.describe(group)
 	owners = make(map[int32]string)
 	for _, m := range g.Members {
 		name := m.MemberID
