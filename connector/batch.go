@@ -59,6 +59,15 @@ func (e *encoder) recycle() {
 	e.used = e.used[:0]
 }
 
+// release drops every chunk, for a partition with nothing to do: a
+// thousand idle partitions keep no buffers. The same rule as recycle's
+// applies.
+func (e *encoder) release() {
+	e.recycle()
+	clear(e.spare)
+	e.spare = e.spare[:0]
+}
+
 func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 	if cap(e.chunk)-len(e.chunk) < 512 {
 		if e.chunk != nil {

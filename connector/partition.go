@@ -171,6 +171,9 @@ func (w *partitionWorker) loop() {
 			continue
 		default:
 			w.mark()
+			if w.empty() {
+				w.enc.release() // nothing to do until a message comes
+			}
 			select {
 			case m, ok = <-in:
 			case r := <-w.reports:
@@ -323,10 +326,14 @@ func (w *partitionWorker) mark() {
 	if offset, ok := w.sched.Committable(); ok && offset > w.marked {
 		w.commit(offset)
 	}
-	if w.sched.Len() == 0 && w.running == 0 {
+	if w.empty() {
 		w.enc.recycle() // no record of the window is referred to any more
 	}
 }
+
+// empty reports whether the window holds no record and no batch is in
+// flight: then nothing refers to what the encoder encoded.
+func (w *partitionWorker) empty() bool { return w.sched.Len() == 0 && w.running == 0 }
 
 // logStart says where the partition starts when that is not its committed
 // offset: the oldest message, for a group that starts at the earliest or

@@ -97,13 +97,8 @@ func (t *trigger) run(ctx context.Context) error {
 	if _, err := t.catalog.lookup(); err != nil {
 		return err
 	}
-	coordination, err := sarama.NewClient(t.brokers, t.newSaramaConfig())
-	if err != nil {
-		return fmt.Errorf("cannot reach kafka brokers %s: %w", strings.Join(t.brokers, ","), err)
-	}
-	defer coordination.Close()
-	c := &coordinated{Client: client, coordination: coordination}
-	defer c.wait()
+	c := &coordinated{Client: client, catalog: t.catalog}
+	defer c.close()
 	client = c
 	group, err := sarama.NewConsumerGroupFromClient(t.settings.Group, client)
 	if err != nil {
