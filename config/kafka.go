@@ -183,7 +183,7 @@ func (c *Config) checkInstanceID() error {
 
 // The assignors a group may use. Under cooperative-sticky, the only
 // cooperative one, sarama keeps a session across rebalances and ends only
-// the claims that move; a worker sees its claim end (see claimEnded in
+// the claims that move; a worker sees its claim end (see endWithClaim in
 // package connector).
 const (
 	cooperativeSticky = "cooperative-sticky"

@@ -31,18 +31,21 @@ type coordinated struct {
 	sarama.Client // fetches, the leaders to fetch from, and finding the coordinator
 	catalog       *catalog
 
-	mu sync.Mutex
 	// coordinator is this group's connection to its coordinator, opened
-	// at the first need and dropped when sarama looks for it again.
-	coordinator *sarama.Broker
+	// at the first need and dropped when sarama looks for it again. Its
+	// own lock: finding the coordinator is a request to the brokers, which
+	// a leader look-up must not wait for.
+	coordinatorMu sync.Mutex
+	coordinator   *sarama.Broker
 	// refreshed is closed when the last background refresh of the fetching
 	// client has ended; nil before the first.
+	refreshMu sync.Mutex
 	refreshed chan struct{}
 }
 
 func (c *coordinated) Coordinator(group string) (*sarama.Broker, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.coordinatorMu.Lock()
+	defer c.coordinatorMu.Unlock()
 	if c.coordinator == nil {
 		found, err := c.Client.Coordinator(group)
 		if err != nil {
@@ -62,8 +65,8 @@ func (c *coordinated) RefreshCoordinator(group string) error {
 }
 
 func (c *coordinated) closeCoordinator() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.coordinatorMu.Lock()
+	defer c.coordinatorMu.Unlock()
 	if c.coordinator != nil {
 		_ = c.coordinator.Close()
 		c.coordinator = nil
@@ -89,8 +92,8 @@ func (c *coordinated) Partitions(topic string) ([]int32, error) {
 }
 
 func (c *coordinated) RefreshMetadata(topics ...string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
 	prev, done := c.refreshed, make(chan struct{})
 	c.refreshed = done
 	// Ends when the refresh does, at the latest once the client is closed;
@@ -119,9 +122,9 @@ func (c *coordinated) LeaderAndEpoch(topic string, partition int32) (*sarama.Bro
 
 // wait waits for the background refresh of the fetching client, if any.
 func (c *coordinated) wait() {
-	c.mu.Lock()
+	c.refreshMu.Lock()
 	done := c.refreshed
-	c.mu.Unlock()
+	c.refreshMu.Unlock()
 	if done != nil {
 		<-done
 	}
