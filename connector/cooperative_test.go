@@ -35,8 +35,8 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	client := testkit.NewClient(t, cluster)
 
 	// Each replica has a gateway of its own, so that every delivery says
-	// which replica made it. The first call of held that a replica makes
-	// after hold is armed waits for release.
+	// which replica made it. Once holdOn names a partition, the next call
+	// of that partition waits for release.
 	var (
 		mu       sync.Mutex
 		holdOn   = int32(-1)
@@ -100,17 +100,16 @@ func TestCooperativeRebalanceKeepsUnmovedPartitionsFlowing(t *testing.T) {
 	// order they arrived, and which replica delivered each.
 	delivered := func() (map[int32][]int64, map[int32][]string) {
 		type call struct {
-			at      time.Time
 			replica string
 			c       *gatewaytest.Call
 		}
 		var calls []call
 		for name, gw := range gateways {
 			for _, c := range gw.Calls("steady") {
-				calls = append(calls, call{c.Received, name, c})
+				calls = append(calls, call{name, c})
 			}
 		}
-		slices.SortFunc(calls, func(a, b call) int { return a.at.Compare(b.at) })
+		slices.SortFunc(calls, func(a, b call) int { return a.c.Received.Compare(b.c.Received) })
 		offsets, by := map[int32][]int64{}, map[int32][]string{}
 		for _, c := range calls {
 			if c.c.Status != http.StatusOK {
