@@ -29,57 +29,70 @@ func bodyBudget(maxBytes int) int {
 	return max(1, maxBytes-len(types.EventStart)-len(types.EventEnd)+1)
 }
 
-// encoder encodes the records of one partition into shared chunks: one
-// allocation for many small messages. A chunk lives as long as one of its
-// records is in the window, which the window bounds.
+// encoder encodes the records of one partition, each once, as it is read,
+// into runs: the start of an event, then records separated by commas. A
+// run is cut where the scheduler cuts a batch when messages flow, after
+// max_messages records or before max_bytes, so that under ordering
+// partition and none, whose batches take the records in the order they
+// were read, a batch is usually one whole run, and its body is that run
+// with the event's end appended: one buffer a batch, written once. Any
+// other batch (ordering key, a batch cut short by max_wait or a full
+// window, what is left after a partial success) is copied from its
+// records into a body of its own.
+//
+// A record refers to the bytes of its run: a run is never written below
+// its length once a record is there, and a run sealed as a body is never
+// written again, as the HTTP transport may go on reading a body after the
+// invocation returned.
 type encoder struct {
-	extras bool // add timestamp and headers to every record
-	chunk  []byte
-	msg    types.Message
-	// used are the chunks filled since the window was last empty, and
-	// spare those that no record refers to any more (see recycle).
-	used, spare [][]byte
+	extras      bool // add timestamp and headers to every record
+	maxMessages int  // records of a run
+	budget      int  // bodyBudget(max_bytes): the sum of a run's record sizes
+	maxBytes    int  // no run is made larger, unless for one larger record
+	// run is the run being filled, with n records whose sizes sum to
+	// bytes; prev is the run cut before it, which the next batch may still
+	// be. size is the capacity of the next run.
+	run, prev []byte
+	n, bytes  int
+	size      int
 }
 
-const chunkSize = 16 << 10
-
-// recycle makes every chunk spare, to be filled again. It may be called
-// only when no record it encoded is referred to: when the window is empty
-// and no batch is in flight. Under ordering=partition that is after every
-// batch, so that a busy partition encodes into the same few chunks.
-func (e *encoder) recycle() {
-	if e.chunk != nil {
-		e.used = append(e.used, e.chunk)
-		e.chunk = nil
-	}
-	for _, c := range e.used {
-		e.spare = append(e.spare, c[:0])
-	}
-	clear(e.used)
-	e.used = e.used[:0]
+// newEncoder returns an encoder for batches of at most maxMessages records
+// and bodies of at most maxBytes.
+func newEncoder(extras bool, maxMessages, maxBytes int) encoder {
+	return encoder{extras: extras, maxMessages: maxMessages, budget: bodyBudget(maxBytes), maxBytes: maxBytes, size: 512}
 }
 
-// release drops every chunk, for a partition with nothing to do: a
-// thousand idle partitions keep no buffers. The same rule as recycle's
-// applies.
+// release drops the runs, for a partition with nothing to do: a thousand
+// idle partitions keep no buffers. The records already encoded keep what
+// they refer to.
 func (e *encoder) release() {
-	e.recycle()
-	clear(e.spare)
-	e.spare = e.spare[:0]
+	e.run, e.prev, e.n, e.bytes = nil, nil, 0, 0
+}
+
+// cut ends the run being filled: the next record starts a new one.
+func (e *encoder) cut() {
+	e.prev, e.run, e.n, e.bytes = e.run, nil, 0, 0
+}
+
+// fit sizes the next runs for bodies like b, with room to spare for
+// somewhat larger records.
+func (e *encoder) fit(b []byte) { e.size = min(len(b)+len(b)/16, e.maxBytes) }
+
+// start begins a run of at least n bytes.
+func (e *encoder) start(n int) {
+	e.run = make([]byte, 0, max(e.size, n)+len(types.EventEnd))
+	e.run = append(e.run, types.EventStart...)
 }
 
 func (e *encoder) encode(m *sarama.ConsumerMessage) record {
-	if cap(e.chunk)-len(e.chunk) < 512 {
-		if e.chunk != nil {
-			e.used = append(e.used, e.chunk)
-		}
-		if n := len(e.spare); n > 0 {
-			e.chunk, e.spare = e.spare[n-1], e.spare[:n-1]
-		} else {
-			e.chunk = make([]byte, 0, chunkSize)
-		}
+	if e.n >= e.maxMessages {
+		e.cut()
 	}
-	e.msg = types.Message{
+	if e.run == nil {
+		e.start(0)
+	}
+	msg := types.Message{
 		Topic:     m.Topic,
 		Partition: m.Partition,
 		Offset:    m.Offset,
@@ -88,27 +101,91 @@ func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 		Timestamp: m.Timestamp,
 	}
 	if e.extras {
-		e.msg.Headers = make([]types.Header, len(m.Headers))
+		msg.Headers = make([]types.Header, len(m.Headers))
 		for i, h := range m.Headers {
-			e.msg.Headers[i] = types.Header{Key: h.Key, Value: h.Value}
+			msg.Headers[i] = types.Header{Key: h.Key, Value: h.Value}
 		}
 	}
-	start := len(e.chunk)
-	e.chunk = types.AppendRecord(e.chunk, &e.msg, e.extras)
-	e.msg = types.Message{} // keep no message alive
-	enc := e.chunk[start:len(e.chunk):len(e.chunk)]
-	if start == 0 && cap(e.chunk) > chunkSize {
-		// A record larger than a chunk got a buffer of its own: the next
-		// records start a new chunk, rather than pinning it, and it is
-		// never filled again.
-		e.chunk = nil
+	run, from := e.run, len(e.run)
+	if e.n > 0 {
+		run = append(run, ',')
 	}
-	return record{msg: m, enc: enc}
+	run = types.AppendRecord(run, &msg, e.extras)
+	enc := run[from:] // with its comma, after the first record
+	switch moved := cap(run) != cap(e.run); {
+	case e.n == 0:
+	case moved || e.bytes+len(enc) > e.budget:
+		// The record does not belong to this run: it would take the run
+		// past max_bytes, or it did not fit and append moved the run,
+		// whose records refer to where it was. It starts the next run.
+		if moved {
+			e.size = min(2*cap(e.run), e.maxBytes)
+		}
+		e.cut()
+		e.start(len(types.EventStart) + len(enc))
+		run = append(e.run, enc[1:]...)
+		enc = run[len(types.EventStart):]
+	default:
+		enc = enc[1:]
+	}
+	e.run = run
+	e.n++
+	e.bytes += len(enc) + 1 // its recordSize
+	return record{msg: m, enc: enc[:len(enc):len(enc)]}
 }
 
-// body builds the event of a batch in a buffer of its own: the HTTP
-// transport may go on reading it after the invocation returned, so it is
-// never changed once built.
+// body returns the body of a batch: the run that holds exactly its
+// records, sealed, or else a copy of them. It must be called on the
+// goroutine that encodes.
+func (e *encoder) body(items []schedule.Item[record]) []byte {
+	switch {
+	case spans(e.run, items):
+		b := append(e.run, types.EventEnd...)
+		e.cut()
+		e.prev = nil // sealed: never written again
+		e.fit(b)
+		return b
+	case spans(e.prev, items):
+		b := append(e.prev, types.EventEnd...)
+		e.prev = nil
+		e.fit(b)
+		return b
+	}
+	b := body(items)
+	e.fit(b)
+	if len(items) > 0 && ends(e.run, items[len(items)-1].Payload.enc) {
+		// The next batch starts after this run: so does the next run, for
+		// the batches and the runs to meet again.
+		e.cut()
+	}
+	return b
+}
+
+// ends reports whether enc is the last record of run.
+func ends(run, enc []byte) bool {
+	return len(enc) <= len(run)-len(types.EventStart) && &enc[0] == &run[len(run)-len(enc)]
+}
+
+// spans reports whether items are exactly the records of run, in its
+// order: the first starts the run, the last ends it, and their sizes add
+// up to its length. The records of a run do not overlap, so that nothing
+// else fits in between.
+func spans(run []byte, items []schedule.Item[record]) bool {
+	if len(items) == 0 || len(run) <= len(types.EventStart) {
+		return false
+	}
+	if first := items[0].Payload.enc; &first[0] != &run[len(types.EventStart)] || !ends(run, items[len(items)-1].Payload.enc) {
+		return false
+	}
+	n := len(types.EventStart) - 1
+	for _, it := range items {
+		n += recordSize(it.Payload)
+	}
+	return n == len(run)
+}
+
+// body builds the event of a batch in a buffer of its own from the
+// encodings of its records.
 func body(items []schedule.Item[record]) []byte {
 	n := len(types.EventStart) + len(types.EventEnd)
 	for _, it := range items {

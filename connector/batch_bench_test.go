@@ -37,7 +37,7 @@ func BenchmarkBatch(b *testing.B) {
 	msgs := benchMessages(1000)
 	for _, max := range []int{1, 100, 1000} {
 		b.Run("max_messages="+strconv.Itoa(max), func(b *testing.B) {
-			var enc encoder
+			enc := newEncoder(false, max, 6<<20)
 			items := make([]schedule.Item[record], 0, max)
 			b.SetBytes(100)
 			b.ReportAllocs()
@@ -47,7 +47,7 @@ func BenchmarkBatch(b *testing.B) {
 				items = append(items, schedule.Item[record]{Offset: m.Offset, Payload: enc.encode(m)})
 				i++
 				if len(items) == max {
-					_ = body(items)
+					_ = enc.body(items)
 					items = items[:0]
 				}
 			}
@@ -155,13 +155,13 @@ func (c *benchClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 // them honest without running them.
 func TestBenchmarkBatchesAreEvents(t *testing.T) {
 	msgs := benchMessages(250)
-	var enc encoder
+	enc := newEncoder(false, 100, 6<<20)
 	var items []schedule.Item[record]
 	for _, m := range msgs[:100] {
 		items = append(items, schedule.Item[record]{Offset: m.Offset, Payload: enc.encode(m)})
 	}
 	var e types.Event
-	if err := json.Unmarshal(body(items), &e); err != nil {
+	if err := json.Unmarshal(enc.body(items), &e); err != nil {
 		t.Fatalf("batch body is not an event: %v", err)
 	}
 	if len(e.Records) != 100 || e.Records[99].Ckafka.Offset != 99 || len(e.Records[0].Ckafka.MsgBody) != 100 {

@@ -112,7 +112,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 		sched:   sched,
 		gate:    schedule.NewGate(concurrency),
 		keyed:   s.Ordering == schedule.OrderKey,
-		enc:     encoder{extras: s.RecordExtras},
+		enc:     newEncoder(s.RecordExtras, s.MaxMessages, s.MaxBytes),
 		reports: make(chan report, concurrency),
 		timer:   timer,
 		marked:  -1,
@@ -160,19 +160,27 @@ func (w *partitionWorker) loop() {
 		if w.sched.Full() {
 			in = nil // until the oldest work finishes
 		}
+		// Each of the two looks first at one channel alone, which costs
+		// no lock while it is empty: a select over both takes both
+		// channels' locks, for every message.
+		select {
+		case r := <-w.reports:
+			// Finished work goes first: it moves the committed offset and
+			// frees room in the window.
+			w.handle(r)
+			continue
+		default:
+		}
 		var m *sarama.ConsumerMessage
 		var ok bool
 		select {
 		case m, ok = <-in:
-			// Messages already fetched go first: a busy partition fills
+			// Messages already fetched go next: a busy partition fills
 			// its batches without waiting on the timer.
-		case r := <-w.reports:
-			w.handle(r)
-			continue
 		default:
 			w.mark()
-			if w.empty() {
-				w.enc.release() // nothing to do until a message comes
+			if w.idle() {
+				w.enc.release()
 			}
 			select {
 			case m, ok = <-in:
@@ -273,8 +281,7 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 	if w.stop.Err() != nil {
 		return false
 	}
-	f := &flight{w: w, batch: b}
-	f.seal()
+	f := &flight{w: w, batch: b, body: w.enc.body(b.Items)}
 	w.metrics.consumed.Add(float64(b.Len()))
 	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
 		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
@@ -326,14 +333,11 @@ func (w *partitionWorker) mark() {
 	if offset, ok := w.sched.Committable(); ok && offset > w.marked {
 		w.commit(offset)
 	}
-	if w.empty() {
-		w.enc.recycle() // no record of the window is referred to any more
-	}
 }
 
-// empty reports whether the window holds no record and no batch is in
-// flight: then nothing refers to what the encoder encoded.
-func (w *partitionWorker) empty() bool { return w.sched.Len() == 0 && w.running == 0 }
+// idle reports whether the window holds no record and no batch is in
+// flight: the partition has nothing to do until a message comes.
+func (w *partitionWorker) idle() bool { return w.sched.Len() == 0 && w.running == 0 }
 
 // logStart says where the partition starts when that is not its committed
 // offset: the oldest message, for a group that starts at the earliest or
@@ -390,9 +394,6 @@ type flight struct {
 	// directly, which only that goroutine touches.
 	inline bool
 }
-
-// seal builds the body of what is left of the batch.
-func (f *flight) seal() { f.body = body(f.batch.Items) }
 
 func (f *flight) first() int64 { return f.batch.First() }
 func (f *flight) last() int64  { return f.batch.Last() }
@@ -502,7 +503,7 @@ func (f *flight) keepFrom(offset int64) {
 		i++
 	}
 	f.batch.Items = f.batch.Items[i:]
-	f.seal()
+	f.body = body(f.batch.Items)
 }
 
 // attempt makes one attempt inside the partition's and the function's

@@ -149,6 +149,10 @@ func (m *model) clone() *model {
 	c.log = slices.Clone(m.log)
 	c.msgs = slices.Clone(m.msgs)
 	c.open = maps.Clone(m.open)
+	c.given = make(map[uint64]Batch[int], len(m.given))
+	for id := range m.given {
+		c.given[id] = c.s.batches[id].Batch
+	}
 	c.keyOpen = maps.Clone(m.keyOpen)
 	return &c
 }
@@ -156,11 +160,14 @@ func (m *model) clone() *model {
 func (s *Scheduler[P]) clone() *Scheduler[P] {
 	c := *s
 	c.win.buf = slices.Clone(s.win.buf)
-	c.batches = make(map[uint64]*Batch[P], len(s.batches))
+	c.batches = make(map[uint64]*flying[P], len(s.batches))
 	for id, b := range s.batches {
-		cb := *b
+		// Done fills a batch's items again: each copy gets its own.
+		cb := flying[P]{items: slices.Clone(b.items)}
+		cb.Batch = Batch[P]{ID: b.ID, Items: cb.items[len(b.items)-len(b.Items):]}
 		c.batches[id] = &cb
 	}
+	c.spare = nil
 	c.keys.index = maps.Clone(s.keys.index)
 	c.keys.slab = slices.Clone(s.keys.slab)
 	c.keys.free = slices.Clone(s.keys.free)

@@ -20,8 +20,12 @@ type model struct {
 	seed string          // what reproduces the run, for a failure's message
 	log  []step          // the steps so far, for a failure's message
 
-	msgs    []mmsg
-	open    map[uint64][]int // batch ID -> indices of the messages left in it
+	msgs []mmsg
+	open map[uint64][]int // batch ID -> indices of the messages left in it
+	// given is each batch in flight as the scheduler handed it out: its
+	// Items must not change until it is done, whatever the scheduler
+	// reuses.
+	given   map[uint64]Batch[int]
 	stopped bool
 	limit   int
 	commit  int64
@@ -69,7 +73,7 @@ func newModel(tb testing.TB, p Policy) *model {
 	if err != nil {
 		tb.Fatalf("New(%+v): %v", p, err)
 	}
-	return &model{tb: tb, s: s, p: s.Policy(), open: map[uint64][]int{}, limit: s.Policy().Concurrency, keyOpen: map[string]int{}}
+	return &model{tb: tb, s: s, p: s.Policy(), open: map[uint64][]int{}, given: map[uint64]Batch[int]{}, limit: s.Policy().Concurrency, keyOpen: map[string]int{}}
 }
 
 func (m *model) fail(format string, args ...any) {
@@ -223,6 +227,7 @@ func (m *model) next(flush bool) bool {
 		m.keyOpen[m.msgs[i].key]++
 	}
 	m.open[b.ID] = got
+	m.given[b.ID] = b
 	m.check()
 	return true
 }
@@ -290,9 +295,22 @@ func (m *model) checkNewBatch(batch []int) {
 	}
 }
 
+// checkGiven checks that a batch in flight still holds what it was given.
+func (m *model) checkGiven(id uint64) {
+	var got []int
+	for _, it := range m.given[id].Items {
+		got = append(got, it.Payload)
+	}
+	if want := m.open[id]; !slices.Equal(got, want) {
+		m.fail("batch %d in flight changed: holds %v, was given %v", id, m.offsets(got), m.offsets(want))
+	}
+}
+
 // done finishes a batch in flight: it succeeded or was given up on.
 func (m *model) done(id uint64) {
 	m.log = append(m.log, step{op: "done", a: int64(id)})
+	m.checkGiven(id)
+	delete(m.given, id)
 	if err := m.s.Done(id); err != nil {
 		m.fail("Done(%d): %v", id, err)
 	}
@@ -306,6 +324,7 @@ func (m *model) done(id uint64) {
 
 // partial reports a partial success of a batch, from offset from on.
 func (m *model) partial(id uint64, from int64) {
+	m.checkGiven(id)
 	rest, err := m.s.Partial(id, from)
 	if err != nil {
 		m.fail("Partial(%d, %d): %v", id, from, err)
@@ -327,6 +346,7 @@ func (m *model) partial(id uint64, from int64) {
 	if rest.ID != id || !slices.Equal(got, left) {
 		m.fail("Partial left batch %d %v, want %d %v", rest.ID, m.offsets(got), id, m.offsets(left))
 	}
+	m.given[id] = rest
 	if len(left) == 0 {
 		delete(m.open, id)
 	} else {

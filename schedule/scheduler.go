@@ -204,8 +204,12 @@ type Scheduler[P any] struct {
 	// flight. They are what the next batch is made of.
 	eligible, eligibleBytes int
 
-	batches map[uint64]*Batch[P] // in flight, with what is left of each
+	batches map[uint64]*flying[P]
 	nextID  uint64
+	// spare is the items of the last batch done, for the next one to
+	// fill: a busy partition builds its batches without allocating. Trim
+	// drops it.
+	spare []Item[P]
 
 	keys    keyTable
 	touched []int32 // keys taken by the batch being built
@@ -222,7 +226,7 @@ func New[P any](p Policy) (*Scheduler[P], error) {
 		p:       p,
 		keyed:   p.Ordering == OrderKey,
 		limit:   p.Concurrency,
-		batches: make(map[uint64]*Batch[P], p.Concurrency),
+		batches: make(map[uint64]*flying[P], p.Concurrency),
 	}
 	if s.keyed {
 		s.keys.init()
@@ -335,17 +339,32 @@ func (s *Scheduler[P]) Next(flush bool) (Batch[P], bool) {
 	if !flush && s.eligible < s.p.MaxMessages && s.eligibleBytes <= s.p.MaxBytes && !s.Full() {
 		return Batch[P]{}, false
 	}
-	items := make([]Item[P], 0, min(s.eligible, s.p.MaxMessages))
+	items := s.spare[:0]
+	if n := min(s.eligible, s.p.MaxMessages); cap(items) < n {
+		items = make([]Item[P], 0, n)
+	}
+	s.spare = nil
 	if s.keyed {
 		items = s.takeKeyed(items)
 	} else {
 		items = s.take(items)
 	}
 	s.nextID++
-	b := &Batch[P]{ID: s.nextID, Items: items}
-	s.batches[b.ID] = b
-	return *b, true
+	f := &flying[P]{Batch: Batch[P]{ID: s.nextID, Items: items}, items: items}
+	s.batches[f.ID] = f
+	return f.Batch, true
 }
+
+// flying is a batch in flight: what is left of it, and all the items Next
+// gave it, to be filled again once it is done.
+type flying[P any] struct {
+	Batch[P]
+	items []Item[P]
+}
+
+// Trim drops what the scheduler keeps to build the next batch, for a
+// partition with nothing to do: a thousand idle partitions keep nothing.
+func (s *Scheduler[P]) Trim() { s.spare = nil }
 
 // fits reports whether a message of size may join a batch of n messages
 // and bytes so far.
@@ -423,7 +442,9 @@ func (s *Scheduler[P]) takeKeyed(items []Item[P]) []Item[P] {
 }
 
 // Done reports that a batch is finished: it succeeded, or it was given up
-// on (dead-lettered or not). Its messages count as handled.
+// on (dead-lettered or not). Its messages count as handled. The batch's
+// Items go back to the scheduler, which fills them again for a later
+// batch: nothing may read them after Done.
 func (s *Scheduler[P]) Done(id uint64) error {
 	b, ok := s.batches[id]
 	if !ok {
@@ -434,6 +455,8 @@ func (s *Scheduler[P]) Done(id uint64) error {
 	}
 	delete(s.batches, id)
 	s.popFinished()
+	clear(b.items) // keep no message alive
+	s.spare = b.items[:0]
 	return nil
 }
 
@@ -457,7 +480,7 @@ func (s *Scheduler[P]) Partial(id uint64, failedFrom int64) (Batch[P], error) {
 		b.Items = nil
 	}
 	s.popFinished()
-	return *b, nil
+	return b.Batch, nil
 }
 
 func (s *Scheduler[P]) finish(seq uint64) {
