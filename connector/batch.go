@@ -31,13 +31,13 @@ func bodyBudget(maxBytes int) int {
 
 // encoder encodes the records of one partition, each once, as it is read,
 // into runs: the start of an event, then records separated by commas. A
-// run is cut where the scheduler cuts a batch when messages flow, after
-// max_messages records or before max_bytes, so that under ordering
-// partition and none, whose batches take the records in the order they
-// were read, a batch is usually one whole run, and its body is that run
-// with the event's end appended: one buffer a batch, written once. Any
-// other batch (ordering key, a batch cut short by max_wait or a full
-// window, what is left after a partial success) is copied from its
+// run is cut where the scheduler cuts a batch when messages flow (by its
+// policy's Fits: after max_messages records or before max_bytes), so that
+// under ordering partition and none, whose batches take the records in the
+// order they were read, a batch is usually one whole run, and its body is
+// that run with the event's end appended: one buffer a batch, written
+// once. Any other batch (ordering key, a batch cut short by max_wait or a
+// full window, what is left after a partial success) is copied from its
 // records into a body of its own.
 //
 // A record refers to the bytes of its run: a run is never written below
@@ -45,10 +45,8 @@ func bodyBudget(maxBytes int) int {
 // written again, as the HTTP transport may go on reading a body after the
 // invocation returned.
 type encoder struct {
-	extras      bool // add timestamp and headers to every record
-	maxMessages int  // records of a run
-	budget      int  // bodyBudget(max_bytes): the sum of a run's record sizes
-	maxBytes    int  // no run is made larger, unless for one larger record
+	extras bool            // add timestamp and headers to every record
+	p      schedule.Policy // the partition's, which cuts its batches
 	// run is the run being filled, with n records whose sizes sum to
 	// bytes; prev is the run cut before it, which the next batch may still
 	// be. size is the capacity of the next run.
@@ -57,10 +55,15 @@ type encoder struct {
 	size      int
 }
 
-// newEncoder returns an encoder for batches of at most maxMessages records
-// and bodies of at most maxBytes.
-func newEncoder(extras bool, maxMessages, maxBytes int) encoder {
-	return encoder{extras: extras, maxMessages: maxMessages, budget: bodyBudget(maxBytes), maxBytes: maxBytes, size: 512}
+// newEncoder returns an encoder for the batches of a scheduler of policy p.
+func newEncoder(extras bool, p schedule.Policy) encoder {
+	return encoder{extras: extras, p: p, size: 512}
+}
+
+// largest is the size of the largest run made, unless for one larger
+// record: a body of max_bytes (see bodyBudget).
+func (e *encoder) largest() int {
+	return e.p.MaxBytes + len(types.EventStart) + len(types.EventEnd) - 1
 }
 
 // release drops the runs, for a partition with nothing to do: a thousand
@@ -77,7 +80,7 @@ func (e *encoder) cut() {
 
 // fit sizes the next runs for bodies like b, with room to spare for
 // somewhat larger records.
-func (e *encoder) fit(b []byte) { e.size = min(len(b)+len(b)/16, e.maxBytes) }
+func (e *encoder) fit(b []byte) { e.size = min(len(b)+len(b)/16, e.largest()) }
 
 // start begins a run of at least n bytes.
 func (e *encoder) start(n int) {
@@ -86,9 +89,6 @@ func (e *encoder) start(n int) {
 }
 
 func (e *encoder) encode(m *sarama.ConsumerMessage) record {
-	if e.n >= e.maxMessages {
-		e.cut()
-	}
 	if e.run == nil {
 		e.start(0)
 	}
@@ -111,15 +111,16 @@ func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 		run = append(run, ',')
 	}
 	run = types.AppendRecord(run, &msg, e.extras)
-	enc := run[from:] // with its comma, after the first record
-	switch moved := cap(run) != cap(e.run); {
+	enc := run[from:] // with its comma after the first record: its recordSize
+	fits, moved := e.p.Fits(e.n, e.bytes, len(enc)), cap(run) != cap(e.run)
+	switch {
 	case e.n == 0:
-	case moved || e.bytes+len(enc) > e.budget:
-		// The record does not belong to this run: it would take the run
-		// past max_bytes, or it did not fit and append moved the run,
-		// whose records refer to where it was. It starts the next run.
-		if moved {
-			e.size = min(2*cap(e.run), e.maxBytes)
+	case !fits || moved:
+		// The record does not belong to this run: the scheduler would
+		// start a batch with it, or it did not fit and append moved the
+		// run, whose records refer to where it was. It starts the next run.
+		if fits {
+			e.size = min(2*cap(e.run), e.largest()) // the run was too small
 		}
 		e.cut()
 		e.start(len(types.EventStart) + len(enc))
@@ -138,16 +139,12 @@ func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 // records, sealed, or else a copy of them. It must be called on the
 // goroutine that encodes.
 func (e *encoder) body(items []schedule.Item[record]) []byte {
-	switch {
-	case spans(e.run, items):
-		b := append(e.run, types.EventEnd...)
-		e.cut()
-		e.prev = nil // sealed: never written again
-		e.fit(b)
-		return b
-	case spans(e.prev, items):
+	if spans(e.run, items) {
+		e.cut() // the run is now prev
+	}
+	if spans(e.prev, items) {
 		b := append(e.prev, types.EventEnd...)
-		e.prev = nil
+		e.prev = nil // sealed: never written again
 		e.fit(b)
 		return b
 	}
@@ -174,7 +171,8 @@ func spans(run []byte, items []schedule.Item[record]) bool {
 	if len(items) == 0 || len(run) <= len(types.EventStart) {
 		return false
 	}
-	if first := items[0].Payload.enc; &first[0] != &run[len(types.EventStart)] || !ends(run, items[len(items)-1].Payload.enc) {
+	first, last := items[0].Payload.enc, items[len(items)-1].Payload.enc
+	if &first[0] != &run[len(types.EventStart)] || !ends(run, last) {
 		return false
 	}
 	n := len(types.EventStart) - 1

@@ -31,13 +31,19 @@ func benchMessages(n int) []*sarama.ConsumerMessage {
 	return msgs
 }
 
+// benchPolicy is the scheduling of the benchmarks' partition, whose bodies
+// may take 6 MiB: batches of max messages.
+func benchPolicy(max int) schedule.Policy {
+	return schedule.Policy{MaxMessages: max, MaxBytes: bodyBudget(6 << 20)}
+}
+
 // BenchmarkBatch is the cost per message of gathering messages into
 // batches of max_messages and producing each body.
 func BenchmarkBatch(b *testing.B) {
 	msgs := benchMessages(1000)
 	for _, max := range []int{1, 100, 1000} {
 		b.Run("max_messages="+strconv.Itoa(max), func(b *testing.B) {
-			enc := newEncoder(false, max, 6<<20)
+			enc := newEncoder(false, benchPolicy(max))
 			items := make([]schedule.Item[record], 0, max)
 			b.SetBytes(100)
 			b.ReportAllocs()
@@ -155,7 +161,7 @@ func (c *benchClaim) Messages() <-chan *sarama.ConsumerMessage { return c.msgs }
 // them honest without running them.
 func TestBenchmarkBatchesAreEvents(t *testing.T) {
 	msgs := benchMessages(250)
-	enc := newEncoder(false, 100, 6<<20)
+	enc := newEncoder(false, benchPolicy(100))
 	var items []schedule.Item[record]
 	for _, m := range msgs[:100] {
 		items = append(items, schedule.Item[record]{Offset: m.Offset, Payload: enc.encode(m)})

@@ -40,7 +40,6 @@ func checkEncoder(t *testing.T, o schedule.Ordering, rng *rand.Rand) {
 		concurrency = 1 + rng.IntN(4)
 	}
 	maxMessages, maxBytes := 1+rng.IntN(12), 1024+rng.IntN(2048)
-	enc := newEncoder(rng.IntN(2) == 0, maxMessages, maxBytes)
 	sched, err := schedule.New[record](schedule.Policy{
 		Ordering: o, Concurrency: concurrency, MaxMessages: maxMessages, MaxBytes: bodyBudget(maxBytes),
 		Window: concurrency * maxMessages, WindowBytes: concurrency * bodyBudget(maxBytes),
@@ -48,6 +47,7 @@ func checkEncoder(t *testing.T, o schedule.Ordering, rng *rand.Rand) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	enc := newEncoder(rng.IntN(2) == 0, sched.Policy())
 	var out []handedOut
 	keep := func(b []byte, what string) {
 		out = append(out, handedOut{live: b, copy: bytes.Clone(b), what: what})
@@ -128,7 +128,7 @@ func TestFullBatchesAreTheirRuns(t *testing.T) {
 	msgs := benchMessages(1000)
 	for _, max := range []int{1, 10, 100} {
 		t.Run(fmt.Sprintf("max_messages=%d", max), func(t *testing.T) {
-			enc := newEncoder(false, max, 6<<20)
+			enc := newEncoder(false, benchPolicy(max))
 			var items []schedule.Item[record]
 			copies := 0
 			for _, m := range msgs {

@@ -112,7 +112,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 		sched:   sched,
 		gate:    schedule.NewGate(concurrency),
 		keyed:   s.Ordering == schedule.OrderKey,
-		enc:     newEncoder(s.RecordExtras, s.MaxMessages, s.MaxBytes),
+		enc:     newEncoder(s.RecordExtras, sched.Policy()),
 		reports: make(chan report, concurrency),
 		timer:   timer,
 		marked:  -1,

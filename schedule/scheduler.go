@@ -366,10 +366,10 @@ type flying[P any] struct {
 // partition with nothing to do: a thousand idle partitions keep nothing.
 func (s *Scheduler[P]) Trim() { s.spare = nil }
 
-// fits reports whether a message of size may join a batch of n messages
-// and bytes so far.
-func (s *Scheduler[P]) fits(n, bytes, size int) bool {
-	return n < s.p.MaxMessages && (n == 0 || bytes+size <= s.p.MaxBytes)
+// Fits reports whether a message of size may join a batch of n messages
+// and bytes so far: the rule by which Next fills a batch.
+func (p Policy) Fits(n, bytes, size int) bool {
+	return n < p.MaxMessages && (n == 0 || bytes+size <= p.MaxBytes)
 }
 
 // take fills a batch without keys: the queued messages are those after
@@ -383,7 +383,7 @@ func (s *Scheduler[P]) take(items []Item[P]) []Item[P] {
 			s.cursor++
 			continue
 		}
-		if !s.fits(len(items), bytes, e.size) {
+		if !s.p.Fits(len(items), bytes, e.size) {
 			break
 		}
 		e.state = open
@@ -409,7 +409,7 @@ func (s *Scheduler[P]) takeKeyed(items []Item[P]) []Item[P] {
 		k := &kt.slab[ki]
 		seq := k.head
 		e := s.win.at(seq)
-		if !s.fits(len(items), bytes, e.size) {
+		if !s.p.Fits(len(items), bytes, e.size) {
 			break
 		}
 		e.state = open
