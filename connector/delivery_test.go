@@ -172,6 +172,95 @@ func TestPartialBatchFailureRetriesFromTheFirstFailedRecord(t *testing.T) {
 		"everything committed after the retry succeeded")
 }
 
+// TestLargeBatchesKeepTheirRecordsThroughRetries sends batches large
+// enough to be lent to the HTTP transport and given back to the encoder
+// once done (see gateway.Request.Released), through failures and partial
+// successes twice in a row, while the partition goes on reading: every
+// body the function receives must hold exactly its records, each with its
+// own value, and every record must be delivered.
+func TestLargeBatchesKeepTheirRecordsThroughRetries(t *testing.T) {
+	for _, ordering := range []string{"partition", "none"} {
+		t.Run(ordering, func(t *testing.T) {
+			client, gw, cfg := setup(t, "big")
+			gw.SetFunctions(fn("bulk", "big"))
+			cfg.Ordering, cfg.MaxMessages = ordering, 10
+			if ordering == "none" {
+				cfg.Concurrency = 4
+			}
+			const perPartition = 60
+			value := func(p int32, offset int64) string {
+				return strings.Repeat(fmt.Sprintf("p%d-o%d;", p, offset), 6000/8)
+			}
+			var mu sync.Mutex
+			var problems []string
+			retried, partial := 0, 0
+			gw.Handle("bulk", func(c *gatewaytest.Call) (int, []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				e, err := c.Event()
+				if err != nil || len(e.Records) == 0 {
+					problems = append(problems, fmt.Sprintf("a body that is not an event of records (%v): %.80q", err, c.Body))
+					return http.StatusBadRequest, nil
+				}
+				// The records are those the headers name, one after another.
+				from, _ := strconv.ParseInt(c.Header.Get("X-Kafka-First-Offset"), 10, 64)
+				to, _ := strconv.ParseInt(c.Header.Get("X-Kafka-Last-Offset"), 10, 64)
+				if n := int64(len(e.Records)); e.Records[0].Ckafka.Offset != from || e.Records[n-1].Ckafka.Offset != to || to-from+1 != n {
+					problems = append(problems, fmt.Sprintf("a body of %d records from offset %d to %d under headers naming %d to %d",
+						n, e.Records[0].Ckafka.Offset, e.Records[n-1].Ckafka.Offset, from, to))
+				}
+				for _, r := range e.Records {
+					if k := r.Ckafka; k.MsgBody != value(k.Partition, k.Offset) {
+						problems = append(problems, fmt.Sprintf("partition %d offset %d: body %.40q...", k.Partition, k.Offset, k.MsgBody))
+					}
+				}
+				attempt, _ := strconv.Atoi(c.Header.Get("X-Delivery-Attempt"))
+				first := e.Records[0].Ckafka
+				switch {
+				case attempt == 1 && first.Offset%20 == 0:
+					retried++
+					return http.StatusInternalServerError, []byte("not yet")
+				case attempt <= 2 && first.Offset%20 >= 10 && len(e.Records) > 2:
+					// The first record succeeded, the rest is retried.
+					partial++
+					return http.StatusOK, fmt.Appendf(nil, `{"batchItemFailures":[{"partition":%d,"offset":%d}]}`,
+						first.Partition, e.Records[1].Ckafka.Offset)
+				}
+				return http.StatusOK, nil
+			})
+			var recs []*kgo.Record
+			for p := range int32(partitions) {
+				for o := range int64(perPartition) {
+					recs = append(recs, testkit.Record("big", p, nil, []byte(value(p, o))))
+				}
+			}
+			client.Produce(recs...)
+			testkit.Start(t, cfg)
+
+			testkit.Eventually(t, 30*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				c := client.Committed("kafka-connector-bulk")["big"]
+				return len(problems) > 0 || c[0] == perPartition && c[1] == perPartition && c[2] == perPartition
+			}, "every message delivered and committed")
+			mu.Lock()
+			defer mu.Unlock()
+			if len(problems) > 0 {
+				t.Fatalf("%d bodies or records were not what was sent, such as %s", len(problems), problems[0])
+			}
+			if retried == 0 || partial == 0 {
+				t.Fatalf("%d failed and %d partly failed calls: the test did not retry", retried, partial)
+			}
+			d := successes(t, gw.Calls("bulk"))
+			for p := range int32(partitions) {
+				if got := len(unique(d.offsets["big"][p])); got != perPartition {
+					t.Errorf("partition %d: %d distinct offsets delivered, want %d", p, got, perPartition)
+				}
+			}
+		})
+	}
+}
+
 func TestAsynchronousInvocation(t *testing.T) {
 	client, gw, cfg := setup(t, "async")
 	gw.SetFunctions(fn("queued", "async"))

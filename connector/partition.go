@@ -281,7 +281,8 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 	if w.stop.Err() != nil {
 		return false
 	}
-	f := &flight{w: w, batch: b, body: w.enc.body(b.Items)}
+	f := &flight{w: w, batch: b}
+	f.body, f.lease = w.enc.body(b.Items)
 	w.metrics.consumed.Add(float64(b.Len()))
 	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
 		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
@@ -388,6 +389,10 @@ type flight struct {
 	w     *partitionWorker
 	batch schedule.Batch[record]
 	body  []byte
+	// lease, when body is a run lent to the transport, gives the run back
+	// to the encoder once the batch is finished; it stays held through a
+	// partial success, whose records are still read from the run.
+	lease *lease
 	timer *time.Timer // for the waits between attempts, made on the first
 	// inline is a batch delivered on the worker's own goroutine, the only
 	// one of its partition in flight: it reports to the scheduler
@@ -486,13 +491,27 @@ func (f *flight) deliver() {
 }
 
 // report hands a report to the worker, which always listens until every
-// batch has reported its end; an inline batch applies it itself.
+// batch has reported its end; an inline batch applies it itself. Once the
+// batch is done, nothing reads its records again, and its run may go back.
 func (f *flight) report(r report) {
 	if f.inline {
 		f.w.handle(r)
-		return
+	} else {
+		f.w.reports <- r
 	}
-	f.w.reports <- r
+	if r.done {
+		f.lease.release()
+	}
+}
+
+// lend holds the lease for one invocation while the body is its run, and
+// returns what lets go of it (see gateway.Request.Released); a copy made
+// by keepFrom is not lent.
+func (f *flight) lend() func() {
+	if f.lease == nil || &f.body[0] != &f.lease.run[0] {
+		return nil
+	}
+	return f.lease.hold()
 }
 
 // keepFrom drops the records before offset, which the worker was told are
@@ -577,7 +596,7 @@ func (f *flight) invoke(attempt int) outcome {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
 	start := time.Now()
-	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Header: header})
+	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header})
 	cancel()
 	elapsed := time.Since(start)
 	w.metrics.invoked(resp.Status, elapsed.Seconds())

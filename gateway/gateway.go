@@ -85,9 +85,18 @@ type Request struct {
 	Async bool
 	// Body is sent as is. The HTTP transport may go on reading it after
 	// Invoke returned (when the gateway answers before reading it all), so
-	// it must not be changed afterwards.
-	Body   []byte
-	Header http.Header
+	// it must not be changed afterwards, unless Released is set.
+	Body []byte
+	// Released, if not nil, lends Body instead: Invoke calls it once, when
+	// the transport will not read Body again (after Invoke returned, and
+	// possibly on another goroutine), and Body may be filled again from
+	// then on. A lent body goes out in one more write than one that is
+	// not: the transport flushes the headers first for a reader it does
+	// not know to be in memory. So lend only bodies larger than the
+	// transport's write buffer (32 KiB, see NewHTTPClient), which take
+	// several writes anyway.
+	Released func()
+	Header   http.Header
 }
 
 // Response is what the function (or the gateway on its behalf) answered.
@@ -111,10 +120,14 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		path = "/async-function/"
 	}
 	u := strings.TrimRight(c.URL, "/") + path + url.PathEscape(r.Function)
-	// A *bytes.Reader lets the transport send headers and body in one
-	// write, and replay the request on a fresh connection when a pooled one
-	// turns out to have been closed by the gateway.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(r.Body))
+	var lent *lentBody
+	if r.Released != nil {
+		// Invoke holds a reference of its own until it returns: the
+		// transport may close one reader before it opens the next.
+		lent = lend(r.Body, r.Released)
+		defer lent.unref()
+	}
+	req, err := newRequest(ctx, u, r.Body, lent)
 	if err != nil {
 		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)
 	}
@@ -142,6 +155,28 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		out.RetryAfter = resp.Header.Get("Retry-After")
 	}
 	return out, nil
+}
+
+// newRequest makes the POST of an invocation. A *bytes.Reader lets the
+// transport send headers and body in one write, and replay the request on
+// a fresh connection when a pooled one turns out to have been closed by
+// the gateway; a lent body replays through GetBody the same way.
+func newRequest(ctx context.Context, url string, b []byte, lent *lentBody) (*http.Request, error) {
+	if lent == nil {
+		return http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	}
+	body, err := lent.open()
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+	if err != nil {
+		body.Close()
+		return nil, err
+	}
+	req.ContentLength = int64(len(b))
+	req.GetBody = lent.open
+	return req, nil
 }
 
 // Functions lists the functions of every namespace. A gateway without

@@ -1,0 +1,97 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kafka-connector/kafka-connector/gateway"
+)
+
+// heldConn passes the first write (the request's headers, which the
+// transport flushes on their own before a lent body) and holds every later
+// one until hold is closed, so that the transport is still writing the
+// body when the answer arrives. It records a write that begins once the
+// body was released.
+type heldConn struct {
+	net.Conn
+	writes     atomic.Int32
+	holding    chan<- struct{}
+	hold       <-chan struct{}
+	released   *atomic.Bool
+	lateWrites *atomic.Int32
+}
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	if c.released.Load() {
+		c.lateWrites.Add(1)
+	}
+	if c.writes.Add(1) > 1 {
+		select {
+		case c.holding <- struct{}{}:
+		default:
+		}
+		<-c.hold
+	}
+	return c.Conn.Write(p)
+}
+
+// TestALentBodyIsReleasedOnlyWhenTheTransportIsDoneWithIt invokes a
+// function that answers before reading its body, the case in which the
+// transport goes on writing the body after Invoke returned. Released must
+// wait for that, or the caller would fill the body again while it is sent.
+func TestALentBodyIsReleasedOnlyWhenTheTransportIsDoneWithIt(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK) // without reading the body
+	}))
+	defer srv.Close()
+
+	var released atomic.Bool
+	var lateWrites atomic.Int32
+	releasedCh := make(chan struct{})
+	holding, hold := make(chan struct{}, 1), make(chan struct{})
+	client := gateway.NewHTTPClient()
+	transport := client.Transport.(*http.Transport)
+	transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &heldConn{Conn: conn, holding: holding, hold: hold, released: &released, lateWrites: &lateWrites}, nil
+	}
+	c := &gateway.Client{URL: srv.URL, HTTP: client}
+
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB, more than the server reads unasked
+	resp, err := c.Invoke(context.Background(), gateway.Request{Function: "f", Body: body, Released: func() {
+		if released.Swap(true) {
+			t.Error("Released called twice")
+		}
+		close(releasedCh)
+	}})
+	if err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("invoke: status %d, %v", resp.Status, err)
+	}
+	select {
+	case <-holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the transport never began writing the body")
+	}
+	if released.Load() {
+		t.Fatal("Released was called while the transport was still writing the body")
+	}
+
+	close(hold)
+	select {
+	case <-releasedCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Released was not called once the transport stopped writing the body")
+	}
+	if n := lateWrites.Load(); n > 0 {
+		t.Errorf("%d writes to the connection began after Released", n)
+	}
+}
