@@ -52,27 +52,29 @@ type encoder struct {
 	p      schedule.Policy // the partition's, which cuts its batches
 	// run is the run being filled, with n records whose sizes sum to
 	// bytes; prev is the run cut before it, which the next batch may still
-	// be. size is the capacity of a fresh run, last the length of the last
-	// body.
-	run, prev  []byte
-	n, bytes   int
-	size, last int
+	// be. size is the capacity of a fresh run, lastBody the length of the
+	// last body.
+	run, prev      []byte
+	n, bytes       int
+	size, lastBody int
 	// free holds a run given back by its lease, for the next run to fill
-	// again. One is enough: under ordering partition a batch is given back
-	// before the next run starts, and the buffers a partition holds stay
-	// those of its batches in flight and the run being filled. It is made
-	// with the first lease: a partition of small batches has none.
+	// again. One is enough: a batch is usually given back before the
+	// worker starts the next run (when the transport closes late, that run
+	// is a fresh one), and the buffers a partition holds stay those of its
+	// batches in flight and the run being filled, and at most this one.
+	// It is made with the first lease: a partition of small batches has
+	// none.
 	free chan []byte
 	// lendFrom is the smallest body lent (leaseMin, lower in tests).
 	lendFrom int
 }
 
-// leaseMin is the smallest body worth having back. A smaller one goes out
-// with its headers in one write only when it is not lent (see
+// leaseMin is the smallest body worth having back. Below it, a body goes
+// out with its headers in one write only if it is not lent (see
 // gateway.Request.Released), and the runtime makes it cheaply from its
-// size classes; a larger one takes several writes anyway, and the runtime
-// must clear every page of a fresh one: at max_messages=1000, 5% of the
-// connector's CPU, before the collector's share.
+// size classes. Above it, a body takes several writes anyway, and a fresh
+// one costs the runtime the clearing of its every page: 5% of the
+// connector's CPU at max_messages=1000, before the collector's share.
 const leaseMin = 32 << 10
 
 // newEncoder returns an encoder for the batches of a scheduler of policy p.
@@ -87,7 +89,8 @@ func (e *encoder) largest() int {
 }
 
 // release drops the runs, for a partition with nothing to do: a thousand
-// idle partitions keep no buffers. The records already encoded keep what
+// idle partitions keep no buffers, but for a run given back after this,
+// by a transport that closed its body late, which waits in free. The records already encoded keep what
 // they refer to.
 func (e *encoder) release() {
 	e.run, e.prev, e.n, e.bytes = nil, nil, 0, 0
@@ -105,7 +108,7 @@ func (e *encoder) cut() {
 // fit sizes the next runs for bodies like b, with room to spare for
 // somewhat larger records.
 func (e *encoder) fit(b []byte) {
-	e.size, e.last = min(len(b)+len(b)/16, e.largest()), len(b)
+	e.size, e.lastBody = min(len(b)+len(b)/16, e.largest()), len(b)
 }
 
 // start begins a run of at least n bytes, in a run given back if it holds
@@ -115,7 +118,7 @@ func (e *encoder) start(n int) {
 	e.run = nil
 	select {
 	case run := <-e.free:
-		if cap(run) >= max(e.last, n+len(types.EventEnd)) {
+		if cap(run) >= max(e.lastBody, n+len(types.EventEnd)) {
 			e.run = run[:0]
 		}
 	default:
@@ -211,6 +214,12 @@ func (e *encoder) body(items []schedule.Item[record]) ([]byte, *lease) {
 // encoder. A busy partition thus writes its batches into the same few
 // buffers, which the runtime need not clear nor the collector chase.
 //
+// Only the flight reads the encodings of a batch's records once it is in
+// flight (its body, and keepFrom's copy): the worker and the scheduler
+// may still hold the records of a finished batch for a moment, but never
+// read their bytes. So the run may go back before the worker has applied
+// the batch's report.
+//
 // A lease is shared between goroutines: the worker makes it, the flight
 // and the transport let go of it, the worker takes the run back.
 type lease struct {
@@ -227,18 +236,14 @@ func newLease(run []byte, free chan<- []byte) *lease {
 }
 
 // hold takes a reference for one invocation and returns what lets go of
-// it, for gateway.Request.Released; nil, for no lease, means the body is
-// not lent.
+// it, for gateway.Request.Released.
 func (l *lease) hold() func() {
-	if l == nil {
-		return nil
-	}
 	l.refs.Add(1)
 	return l.release
 }
 
-// release lets go of one reference. On the last, the run goes back to its
-// encoder, unless one is there already.
+// release lets go of one reference; no lease holds nothing. On the last,
+// the run goes back to its encoder, unless one is there already.
 func (l *lease) release() {
 	if l == nil || l.refs.Add(-1) > 0 {
 		return

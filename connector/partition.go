@@ -283,6 +283,7 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 	}
 	f := &flight{w: w, batch: b}
 	f.body, f.lease = w.enc.body(b.Items)
+	f.lent = f.lease != nil
 	w.metrics.consumed.Add(float64(b.Len()))
 	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
 		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
@@ -389,10 +390,12 @@ type flight struct {
 	w     *partitionWorker
 	batch schedule.Batch[record]
 	body  []byte
-	// lease, when body is a run lent to the transport, gives the run back
-	// to the encoder once the batch is finished; it stays held through a
-	// partial success, whose records are still read from the run.
+	// lease, when body is a run, gives the run back to the encoder once
+	// the batch is finished; it stays held through a partial success,
+	// whose records are still read from the run. lent is whether body is
+	// that run, lent to the transport, and not keepFrom's copy.
 	lease *lease
+	lent  bool
 	timer *time.Timer // for the waits between attempts, made on the first
 	// inline is a batch delivered on the worker's own goroutine, the only
 	// one of its partition in flight: it reports to the scheduler
@@ -492,23 +495,24 @@ func (f *flight) deliver() {
 
 // report hands a report to the worker, which always listens until every
 // batch has reported its end; an inline batch applies it itself. Once the
-// batch is done, nothing reads its records again, and its run may go back.
+// batch is done, the flight reads nothing of it again and lets go of its
+// run first, so that the run is back by the time the worker, seeing
+// nothing more to do, drops what its encoder keeps (see lease).
 func (f *flight) report(r report) {
-	if f.inline {
-		f.w.handle(r)
-	} else {
-		f.w.reports <- r
-	}
 	if r.done {
 		f.lease.release()
 	}
+	if f.inline {
+		f.w.handle(r)
+		return
+	}
+	f.w.reports <- r
 }
 
 // lend holds the lease for one invocation while the body is its run, and
-// returns what lets go of it (see gateway.Request.Released); a copy made
-// by keepFrom is not lent.
+// returns what lets go of it (see gateway.Request.Released).
 func (f *flight) lend() func() {
-	if f.lease == nil || &f.body[0] != &f.lease.run[0] {
+	if !f.lent {
 		return nil
 	}
 	return f.lease.hold()
@@ -522,7 +526,7 @@ func (f *flight) keepFrom(offset int64) {
 		i++
 	}
 	f.batch.Items = f.batch.Items[i:]
-	f.body = body(f.batch.Items)
+	f.body, f.lent = body(f.batch.Items), false
 }
 
 // attempt makes one attempt inside the partition's and the function's

@@ -87,10 +87,13 @@ type Request struct {
 	// Invoke returned (when the gateway answers before reading it all), so
 	// it must not be changed afterwards, unless Released is set.
 	Body []byte
-	// Released, if not nil, lends Body instead: Invoke calls it once, when
-	// the transport will not read Body again (after Invoke returned, and
-	// possibly on another goroutine), and Body may be filled again from
-	// then on. A lent body goes out in one more write than one that is
+	// Released, if not nil, lends Body instead: Invoke calls it at most
+	// once, when the transport will not read Body again, and Body may be
+	// filled again from then on. That is as Invoke returns, or later on a
+	// goroutine of the transport's; and never if the transport fails to
+	// close a reader of it (net/http does not close the one it opens for a
+	// redirect it is told not to follow), when Body is left to the garbage
+	// collector. A lent body goes out in one more write than one that is
 	// not: the transport flushes the headers first for a reader it does
 	// not know to be in memory. So lend only bodies larger than the
 	// transport's write buffer (32 KiB, see NewHTTPClient), which take
@@ -121,7 +124,10 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 	}
 	u := strings.TrimRight(c.URL, "/") + path + url.PathEscape(r.Function)
 	var lent *lentBody
-	if r.Released != nil {
+	switch {
+	case r.Released != nil && len(r.Body) == 0:
+		defer r.Released() // nothing to read
+	case r.Released != nil:
 		// Invoke holds a reference of its own until it returns: the
 		// transport may close one reader before it opens the next.
 		lent = lend(r.Body, r.Released)

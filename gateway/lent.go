@@ -56,7 +56,9 @@ func (l *lentBody) unref() {
 }
 
 // lentReader is one reader of a lent body. Its fields are guarded by the
-// body's mu.
+// body's mu. It must not gain a WriteTo, nor be swapped for a
+// *bytes.Reader: the transport would then write the bytes to the network
+// outside Read, where Close cannot wait for it.
 type lentReader struct {
 	l      *lentBody
 	off    int

@@ -95,3 +95,15 @@ func TestALentBodyIsReleasedOnlyWhenTheTransportIsDoneWithIt(t *testing.T) {
 		t.Errorf("%d writes to the connection began after Released", n)
 	}
 }
+
+// An empty body has nothing for the transport to read: Released comes as
+// Invoke returns.
+func TestAnEmptyLentBodyIsReleasedAsInvokeReturns(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	released := 0
+	resp, err := gateway.New(srv.URL).Invoke(context.Background(), gateway.Request{Function: "f", Released: func() { released++ }})
+	if err != nil || resp.Status != http.StatusOK || released != 1 {
+		t.Fatalf("status %d, %v; Released called %d times, want 1", resp.Status, err, released)
+	}
+}
