@@ -1,11 +1,15 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,5 +109,84 @@ func TestAnEmptyLentBodyIsReleasedAsInvokeReturns(t *testing.T) {
 	resp, err := gateway.New(srv.URL).Invoke(context.Background(), gateway.Request{Function: "f", Released: func() { released++ }})
 	if err != nil || resp.Status != http.StatusOK || released != 1 {
 		t.Fatalf("status %d, %v; Released called %d times, want 1", resp.Status, err, released)
+	}
+}
+
+// TestALentBodyIsReplayedWhole: when a kept-alive connection turns out to
+// have been closed by the gateway after it read a request, the transport
+// sends the request again on a fresh one, with a second reader of the
+// body (GetBody). The replay must carry the whole body, and Released come
+// once, after both readers.
+func TestALentBodyIsReplayedWhole(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var bodies [][]byte
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for served := 0; ; served++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					b, err := io.ReadAll(req.Body)
+					mu.Lock()
+					bodies = append(bodies, b)
+					mu.Unlock()
+					if err != nil || served == 1 {
+						return // a connection hangs up on its second request, unanswered
+					}
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			})
+		}
+	}()
+
+	c := gateway.New("http://" + ln.Addr().String())
+	defer c.HTTP.CloseIdleConnections() // before conns.Wait
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<12)
+	replayed := false
+	for try := 0; try < 5 && !replayed; try++ {
+		conns := 0
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
+		released := make(chan struct{}, 2)
+		resp, err := c.Invoke(ctx, gateway.Request{Function: "f", Body: body, Header: http.Header{"X-Idempotency-Key": {"f/orders/0/0-9"}},
+			Released: func() { released <- struct{}{} }})
+		if err != nil || resp.Status != http.StatusOK {
+			t.Fatalf("try %d: status %d, %v", try, resp.Status, err)
+		}
+		select {
+		case <-released:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("try %d: Released was not called", try)
+		}
+		select {
+		case <-released:
+			t.Fatalf("try %d: Released was called twice", try)
+		default:
+		}
+		replayed = conns > 1
+	}
+	if !replayed {
+		t.Fatal("the transport never replayed a request")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, b := range bodies {
+		if !bytes.Equal(b, body) {
+			t.Errorf("request %d carried %d bytes that are not the body of %d", i, len(b), len(body))
+		}
 	}
 }
