@@ -89,9 +89,9 @@ func (e *encoder) largest() int {
 }
 
 // release drops the runs, for a partition with nothing to do: a thousand
-// idle partitions keep no buffers, but for a run given back after this,
-// by a transport that closed its body late, which waits in free. The records already encoded keep what
-// they refer to.
+// idle partitions keep no buffers, but for a run given back after this by
+// a transport that closed its body late, which waits in free. The records
+// already encoded keep what they refer to.
 func (e *encoder) release() {
 	e.run, e.prev, e.n, e.bytes = nil, nil, 0, 0
 	select {

@@ -124,10 +124,7 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 	}
 	u := strings.TrimRight(c.URL, "/") + path + url.PathEscape(r.Function)
 	var lent *lentBody
-	switch {
-	case r.Released != nil && len(r.Body) == 0:
-		defer r.Released() // nothing to read
-	case r.Released != nil:
+	if r.Released != nil {
 		// Invoke holds a reference of its own until it returns: the
 		// transport may close one reader before it opens the next.
 		lent = lend(r.Body, r.Released)
@@ -166,9 +163,11 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 // newRequest makes the POST of an invocation. A *bytes.Reader lets the
 // transport send headers and body in one write, and replay the request on
 // a fresh connection when a pooled one turns out to have been closed by
-// the gateway; a lent body replays through GetBody the same way.
+// the gateway; a lent body replays through GetBody the same way. An empty
+// body has nothing to lend: no reader of it holds a reference, and
+// Released comes as Invoke returns.
 func newRequest(ctx context.Context, url string, b []byte, lent *lentBody) (*http.Request, error) {
-	if lent == nil {
+	if lent == nil || len(b) == 0 {
 		return http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
 	}
 	body, err := lent.open()
