@@ -181,6 +181,7 @@ func (w *partitionWorker) loop() {
 			w.mark()
 			if w.idle() {
 				w.enc.release()
+				w.sched.Trim()
 			}
 			select {
 			case m, ok = <-in:
