@@ -66,7 +66,7 @@ type Config struct {
 	// eager assignor of earlier releases, for brokers older than 2.4: every
 	// rebalance stops every partition of the group until the slowest
 	// invocation in flight ends. Naming both is the first step of upgrading
-	// a running install whose replicas speak only sticky (see the README):
+	// a running install whose replicas speak only sticky (see docs/operating.md):
 	// the group then rebalances eagerly until every member offers
 	// cooperative-sticky alone.
 	Assignor []string `envconfig:"assignor" desc:"cooperative-sticky, sticky, or both comma-separated by preference (default: cooperative-sticky; sticky when kafka_version is older than 2.4.0, which cooperative-sticky alone needs)"`

@@ -86,7 +86,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 	// The window holds the batches that may be in flight and no more:
 	// sarama's queue of the partition (max_messages, see config.readAhead)
 	// already holds the next batch, so that what a partition keeps beyond
-	// its batches in flight is the read-ahead budget, as the README's
+	// its batches in flight is the read-ahead budget, as docs/operating.md's
 	// memory formula counts it.
 	sched, err := schedule.New[record](schedule.Policy{
 		Ordering:    s.Ordering,

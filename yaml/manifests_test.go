@@ -3,7 +3,7 @@
 // variable set on the connector is one it reads (with a value it accepts,
 // and its default unless there is a reason), the files it reads are where
 // the volumes put them, the probes point at its endpoints, the example
-// function carries a topic and the READMEs list every setting with its
+// function carries a topic and the docs list every setting with its
 // default.
 package yaml_test
 
@@ -950,24 +950,22 @@ func TestStackFunctionsHaveATopic(t *testing.T) {
 	}
 }
 
-// settingRow matches a row of the configuration table of the README:
+// settingRow matches a row of the configuration table of docs/configuration.md:
 // | `name` | default | meaning |
 var settingRow = regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ([^|]*) \\|")
 
-// TestReadmeListsEverySetting keeps the configuration table of the README
-// in step with the connector: one row per variable, with its default.
-func TestReadmeListsEverySetting(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+// TestDocsListEverySetting keeps the configuration table of
+// docs/configuration.md in step with the connector: one row per variable,
+// with its default.
+func TestDocsListEverySetting(t *testing.T) {
+	page, err := os.ReadFile("../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Only the Configuration section: other tables (metrics) have rows too.
-	_, raw, ok := bytes.Cut(readme, []byte("\n## Configuration\n"))
+	// Only the variables' table: the annotations' table follows it.
+	raw, _, ok := bytes.Cut(page, []byte("\n## Per-function settings\n"))
 	if !ok {
-		t.Fatal("the README has no Configuration section")
-	}
-	if end := bytes.Index(raw, []byte("\n## ")); end >= 0 {
-		raw = raw[:end]
+		t.Fatal("docs/configuration.md has no Per-function settings section")
 	}
 	rows := map[string]string{} // name to default as written
 	for _, m := range settingRow.FindAllSubmatch(raw, -1) {
@@ -982,21 +980,21 @@ func TestReadmeListsEverySetting(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, ok := rows[name]
 			if !ok {
-				t.Fatalf("the README has no row | `%s` | default | meaning |", name)
+				t.Fatalf("docs/configuration.md has no row | `%s` | default | meaning |", name)
 			}
 			want := f.Tag.Get("default")
 			if want == "" {
 				want = "none"
 			}
 			if got != want {
-				t.Errorf("the README gives the default %q, the connector %q", got, want)
+				t.Errorf("docs/configuration.md gives the default %q, the connector %q", got, want)
 			}
 		})
 	}
 	known := config.Names()
 	for name := range rows {
 		if !slices.Contains(known, name) {
-			t.Errorf("the README lists %s, which the connector does not read", name)
+			t.Errorf("docs/configuration.md lists %s, which the connector does not read", name)
 		}
 	}
 }
