@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-connector/kafka-connector/connector"
+	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 	"github.com/kafka-connector/kafka-connector/types"
@@ -627,6 +628,64 @@ func TestFailureReportNamingNoRecordOfTheBatchRetriesItWhole(t *testing.T) {
 			if logs := r.Logs(); !strings.Contains(logs, "batchItemFailures names a record that is not in this batch") || !strings.Contains(logs, `"item_offset"`) {
 				t.Errorf("no warning saying what the function reported in:\n%s", logs)
 			}
+		})
+	}
+}
+
+// TestFailureReportsFoundWherever: a function's report of failed records
+// counts wherever its answer puts it and however it spells the key: after
+// an echo of the batch longer than the part of the answer the gateway
+// client keeps, straddling that part's end, or as Go marshals a field
+// without a tag. Offset 4 of 0..9 failed: the retry must carry 4..9, and
+// nothing may be committed past 4 before it.
+func TestFailureReportsFoundWherever(t *testing.T) {
+	report := `"batchItemFailures":[{"partition":0,"offset":4}]`
+	// echoFirst pads the answer so that the report starts at byte at.
+	echoFirst := func(at int) []byte {
+		head := `{"Records":"`
+		return []byte(head + strings.Repeat("r", at-len(head)-2) + `",` + report + `}`)
+	}
+	tests := []struct {
+		name   string
+		answer []byte
+	}{
+		{"after a long echo", echoFirst(gateway.MaxResponseBytes + 4096)},
+		{"straddling the kept part's end", echoFirst(gateway.MaxResponseBytes - 20)},
+		{"key spelled as a Go field", []byte(`{"BatchItemFailures":[{"Partition":0,"Offset":4}]}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, gw, cfg := setup(t, "echoes")
+			gw.SetFunctions(fn("echoer", "echoes"))
+			var mu sync.Mutex
+			answered := false
+			gw.Handle("echoer", func(c *gatewaytest.Call) (int, []byte) {
+				mu.Lock()
+				defer mu.Unlock()
+				if !answered {
+					answered = true
+					return http.StatusOK, tt.answer
+				}
+				return http.StatusOK, []byte(`{"batchItemFailures":[]}`)
+			})
+			cfg.MaxMessages = 10
+			var recs []*kgo.Record
+			for i := range 10 {
+				recs = append(recs, testkit.Record("echoes", 0, nil, []byte("item-"+strconv.Itoa(i))))
+			}
+			client.Produce(recs...)
+			testkit.Start(t, cfg)
+			testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("echoer")) >= 2 }, "a retry after the partial failure")
+			second, _ := gw.Calls("echoer")[1].Event()
+			var offsets []int64
+			for _, r := range second.Records {
+				offsets = append(offsets, r.Ckafka.Offset)
+			}
+			if !slices.Equal(offsets, []int64{4, 5, 6, 7, 8, 9}) {
+				t.Errorf("retry carries offsets %v, want 4..9: from the failed record on", offsets)
+			}
+			testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-echoer")["echoes"][0] == 10 },
+				"everything committed after the retry succeeded")
 		})
 	}
 }

@@ -1,12 +1,12 @@
 package connector
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kafka-connector/kafka-connector/answer"
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
@@ -398,6 +399,10 @@ type flight struct {
 	lease *lease
 	lent  bool
 	timer *time.Timer // for the waits between attempts, made on the first
+	// long and longErr are the report of the last answer too long for the
+	// gateway client to keep, read by scanLong as it arrived.
+	long    answer.Report
+	longErr error
 	// inline is a batch delivered on the worker's own goroutine, the only
 	// one of its partition in flight: it reports to the scheduler
 	// directly, which only that goroutine touches.
@@ -601,7 +606,7 @@ func (f *flight) invoke(attempt int) outcome {
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
 	start := time.Now()
-	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header})
+	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header, Long: f.scanLong})
 	cancel()
 	elapsed := time.Since(start)
 	w.metrics.invoked(resp.Status, elapsed.Seconds())
@@ -629,10 +634,25 @@ func (f *flight) invoke(attempt int) outcome {
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}
 	}
-	if from, ok := f.firstFailed(resp.Body); ok {
+	rep, err := f.long, f.longErr
+	if !resp.Truncated {
+		rep, err = answer.Read(resp.Body)
+	}
+	if from, ok := f.firstFailed(rep, err, resp.Body); ok {
 		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from)}
 	}
 	return outcome{ok: true, failedFrom: -1}
+}
+
+// scanLong reads the report of an answer longer than what the gateway
+// client keeps of it, as it arrives: a report after the first MiB is found
+// as one within it (see gateway.Request.Long).
+func (f *flight) scanLong(r io.Reader) error {
+	f.long, f.longErr = answer.Scan(r)
+	if errors.Is(f.longErr, answer.ErrUnreadable) {
+		return nil // an answer, if not a readable one: firstFailed says so
+	}
+	return f.longErr
 }
 
 // idempotencyKey names the batch, the same on every attempt. Under key
@@ -653,34 +673,21 @@ func (f *flight) has(offset int64) bool {
 	return found
 }
 
-// batchItemFailures is the body by which a function reports that part of a
-// batch failed, in the shape AWS Lambda users know.
-type batchItemFailures struct {
-	BatchItemFailures []struct {
-		Partition *int32 `json:"partition"`
-		Offset    *int64 `json:"offset"`
-	} `json:"batchItemFailures"`
-}
-
-// firstFailed reads a partial batch result from a 2xx body and returns the
-// lowest failed offset of this batch. A body that does not mention
-// batchItemFailures, or an empty list, means the whole batch succeeded. A
-// report that cannot be read, an entry without a numeric partition and
-// offset, or one that names no record of this batch, fails the whole batch:
-// the function said something failed, and guessing what would lose it. A
+// firstFailed reads a partial batch result from a 2xx answer's report and
+// returns the lowest failed offset of this batch. An answer without a
+// report, or with an empty list, means the whole batch succeeded. A report
+// that cannot be read, an entry without a numeric partition and offset, or
+// one that names no record of this batch, fails the whole batch: the
+// function said something failed, and guessing what would lose it. A
 // function that counts its records 0, 1, 2... instead of giving their
 // offsets is the usual cause of the last.
-func (f *flight) firstFailed(body []byte) (int64, bool) {
-	if !bytes.Contains(body, []byte(`"batchItemFailures"`)) {
-		return 0, false // the common case, without parsing
-	}
-	var r batchItemFailures
-	if err := json.Unmarshal(body, &r); err != nil {
+func (f *flight) firstFailed(rep answer.Report, err error, body []byte) (int64, bool) {
+	if err != nil {
 		f.log().Warn("cannot read the batchItemFailures in the answer; retrying the whole batch", "error", err)
 		return f.first(), true
 	}
 	first, found := int64(0), false
-	for _, item := range r.BatchItemFailures {
+	for _, item := range rep.Items {
 		switch {
 		case item.Partition == nil || item.Offset == nil:
 			f.log().Warn(`a batchItemFailures entry lacks a numeric "partition" and "offset"; retrying the whole batch`)

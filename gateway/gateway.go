@@ -24,8 +24,9 @@ const (
 	// MaxListBytes bounds one /system/functions or /system/namespaces answer.
 	MaxListBytes = 32 << 20
 	// MaxResponseBytes bounds the part of a function's answer that is kept
-	// (for logging and partial batch results); the rest is read and dropped
-	// so that the connection can be reused.
+	// (for logging and partial batch results). The rest is handed to the
+	// request's Long, or read and dropped so that the connection can be
+	// reused.
 	MaxResponseBytes = 1 << 20
 )
 
@@ -100,6 +101,12 @@ type Request struct {
 	// several writes anyway.
 	Released func()
 	Header   http.Header
+	// Long, if not nil, reads a 2xx answer longer than MaxResponseBytes,
+	// of which Response.Body keeps only the start: it is handed the whole
+	// answer, from its first byte, as it arrives, and Invoke fails with
+	// its error. A partial-failure report after the first MiB of an
+	// answer is found that way, in bounded memory.
+	Long func(io.Reader) error
 }
 
 // Response is what the function (or the gateway on its behalf) answered.
@@ -107,6 +114,8 @@ type Response struct {
 	Status int
 	// Body holds at most MaxResponseBytes of the answer.
 	Body []byte
+	// Truncated is whether the answer was longer than Body.
+	Truncated bool
 	// RetryAfter is the answer's Retry-After header, for back-pressure.
 	RetryAfter string
 }
@@ -145,17 +154,29 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		return Response{}, fmt.Errorf("invoking %s: %w", r.Function, err)
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
+	out := Response{Status: resp.StatusCode}
+	// One byte more than is kept tells whether the answer goes on.
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	out.Body = answer[:min(len(answer), MaxResponseBytes)]
+	if err != nil {
+		return out, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
+	}
+	if !out.OK() {
+		out.RetryAfter = resp.Header.Get("Retry-After")
+	}
+	if len(answer) <= MaxResponseBytes {
+		return out, nil
+	}
+	out.Truncated = true
+	if out.OK() && r.Long != nil {
+		err = r.Long(io.MultiReader(bytes.NewReader(answer), resp.Body))
+	}
 	if err == nil {
 		// Read what is left so that the connection goes back to the pool.
 		_, err = io.Copy(io.Discard, resp.Body)
 	}
 	if err != nil {
-		return Response{Status: resp.StatusCode, Body: answer}, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
-	}
-	out := Response{Status: resp.StatusCode, Body: answer}
-	if !out.OK() {
-		out.RetryAfter = resp.Header.Get("Retry-After")
+		return out, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
 	}
 	return out, nil
 }

@@ -202,3 +202,53 @@ func TestInvoke(t *testing.T) {
 		t.Errorf("unreachable gateway: %v, want an error naming the function", err)
 	}
 }
+
+// TestLongAnswers: Body keeps the first MaxResponseBytes of an answer, and
+// Long reads the whole of a longer 2xx answer, from its first byte.
+func TestLongAnswers(t *testing.T) {
+	tests := []struct {
+		name          string
+		status, size  int
+		long          bool
+		wantTruncated bool
+		wantLong      int // bytes Long read; -1 when not called
+	}{
+		{"short", 200, 100, true, false, -1},
+		{"exactly the kept size", 200, gateway.MaxResponseBytes, true, false, -1},
+		{"long", 200, 3*gateway.MaxResponseBytes + 7, true, true, 3*gateway.MaxResponseBytes + 7},
+		{"long, no reader", 200, 2 * gateway.MaxResponseBytes, false, true, -1},
+		{"long failure", 500, 2 * gateway.MaxResponseBytes, true, true, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := strings.Repeat("a", tt.size-1) + "z"
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+				io.WriteString(w, answer)
+			}))
+			defer srv.Close()
+			read := -1
+			req := gateway.Request{Function: "f"}
+			if tt.long {
+				req.Long = func(r io.Reader) error {
+					b, err := io.ReadAll(r)
+					if string(b) != answer {
+						t.Errorf("Long read %d bytes, not the answer", len(b))
+					}
+					read = len(b)
+					return err
+				}
+			}
+			resp, err := gateway.New(srv.URL).Invoke(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Truncated != tt.wantTruncated || read != tt.wantLong {
+				t.Errorf("truncated %v, Long read %d; want %v, %d", resp.Truncated, read, tt.wantTruncated, tt.wantLong)
+			}
+			if want := min(tt.size, gateway.MaxResponseBytes); len(resp.Body) != want || string(resp.Body) != answer[:want] {
+				t.Errorf("Body holds %d bytes, want the first %d", len(resp.Body), want)
+			}
+		})
+	}
+}
