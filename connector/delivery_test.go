@@ -509,19 +509,43 @@ func TestLatestDeliversWhatIsNewToTheFunction(t *testing.T) {
 		"the messages written after the function subscribed")
 
 	// A partition added to the topic, and a topic created after the function
-	// subscribed: all they hold is new to the function, from their first message.
+	// subscribed: all they hold is new to the function, from their first
+	// message, even when its timestamp is older than the subscription, as
+	// MirrorMaker and Kafka Streams write them.
+	hourAgo := time.Now().Add(-time.Hour)
+	old := func(topic string, p int32, value string) *kgo.Record {
+		r := testkit.Record(topic, p, nil, []byte(value))
+		r.Timestamp = hourAgo
+		return r
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := client.Admin.CreatePartitions(ctx, 1, "growing"); err != nil {
 		t.Fatal(err)
 	}
-	testkit.NewClient(t, client.Cluster).Produce(testkit.Record("growing", partitions, nil, []byte("in the new partition")))
+	testkit.NewClient(t, client.Cluster).Produce(old("growing", partitions, "mirrored into the new partition"),
+		testkit.Record("growing", partitions, nil, []byte("in the new partition")))
 	client.CreateTopic("created-later", partitions)
-	client.Produce(testkit.Record("created-later", 0, nil, []byte("in the new topic")))
+	client.Produce(old("created-later", 0, "mirrored into the new topic"), testkit.Record("created-later", 0, nil, []byte("in the new topic")))
 	testkit.Eventually(t, 30*time.Second, func() bool {
 		d := successes(t, gw.Calls("follower"))
-		return len(d.offsets["growing"][partitions]) == 1 && d.count("created-later") == 1
+		return slices.Equal(d.offsets["growing"][partitions], []int64{0, 1}) && slices.Equal(d.offsets["created-later"][0], []int64{0, 1})
 	}, "the new partition and the new topic are delivered from their first message")
+
+	// A partition added to the topic created later, once its subscription
+	// is recorded.
+	if _, err := client.Admin.CreatePartitions(ctx, 1, "created-later"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.NewClient(t, client.Cluster).Produce(old("created-later", partitions, "mirrored into a partition added later"),
+		testkit.Record("created-later", partitions, nil, []byte("in a partition added later")))
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return slices.Equal(successes(t, gw.Calls("follower")).offsets["created-later"][partitions], []int64{0, 1})
+	}, "a partition added to the topic created later is delivered from its first message")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		c := client.Committed("kafka-connector-follower")
+		return c["growing"][partitions] == 2 && c["created-later"][0] == 2 && c["created-later"][partitions] == 2
+	}, "the new partitions committed past what was delivered")
 }
 
 func TestUnreadableFailureReportRetriesTheWholeBatch(t *testing.T) {

@@ -10,31 +10,41 @@ import (
 func TestStartForANeverCommittedPartition(t *testing.T) {
 	subscribed := time.UnixMilli(1_700_000_000_000)
 	asked := time.UnixMilli(1_600_000_000_000)
+	three := subscription{at: subscribed, partitions: 3}   // the topic had partitions 0 to 2
+	uncounted := subscription{at: subscribed, partitions: -1} // recorded by a release that did not count
+	none := subscription{at: subscribed, partitions: 0}       // the topic was created after the subscription
 	tests := []struct {
 		name  string
 		asked types.StartOffset
 		h     topicHistory
+		p     int32
 		want  startPoint
 	}{
-		{"latest, first subscription", types.StartOffset{}, topicHistory{}, startPoint{}},
-		{"latest, another replica recorded the subscription", types.StartOffset{}, topicHistory{subscribed: subscribed}, startPoint{at: subscribed}},
-		{"latest, recorded and late", types.StartOffset{}, topicHistory{subscribed: subscribed, late: true}, startPoint{at: subscribed}},
-		{"latest, topic created after the trigger first looked", types.StartOffset{}, topicHistory{late: true}, startPoint{oldest: true}},
-		{"latest, committed without a recorded time", types.StartOffset{}, topicHistory{committed: true}, startPoint{oldest: true}},
-		{"earliest", types.StartOffset{Earliest: true}, topicHistory{subscribed: subscribed}, startPoint{oldest: true}},
-		{"a time", types.StartOffset{At: asked}, topicHistory{}, startPoint{at: asked}},
-		{"a time, whatever is recorded", types.StartOffset{At: asked}, topicHistory{subscribed: subscribed, late: true, committed: true}, startPoint{at: asked}},
+		{"latest, first subscription", types.StartOffset{}, topicHistory{}, 0, startPoint{}},
+		{"latest, another replica recorded the subscription", types.StartOffset{}, topicHistory{subscribed: three}, 2, startPoint{at: subscribed}},
+		{"latest, a partition added since", types.StartOffset{}, topicHistory{subscribed: three}, 3, startPoint{oldest: true}},
+		{"latest, a partition added since, and this replica thinks the topic late", types.StartOffset{}, topicHistory{subscribed: three, late: true}, 5, startPoint{oldest: true}},
+		{"latest, recorded, and this replica thinks the topic late", types.StartOffset{}, topicHistory{subscribed: three, late: true}, 1, startPoint{at: subscribed}},
+		{"latest, recorded without a count", types.StartOffset{}, topicHistory{subscribed: uncounted}, 7, startPoint{at: subscribed}},
+		{"latest, a topic created since, recorded", types.StartOffset{}, topicHistory{subscribed: none}, 0, startPoint{oldest: true}},
+		{"latest, topic created after the trigger first looked", types.StartOffset{}, topicHistory{late: true}, 0, startPoint{oldest: true}},
+		{"latest, committed without a recorded time", types.StartOffset{}, topicHistory{committed: true}, 0, startPoint{oldest: true}},
+		{"earliest", types.StartOffset{Earliest: true}, topicHistory{subscribed: three}, 0, startPoint{oldest: true}},
+		{"a time", types.StartOffset{At: asked}, topicHistory{}, 0, startPoint{at: asked}},
+		{"a time, a partition that existed", types.StartOffset{At: asked}, topicHistory{subscribed: three, committed: true}, 1, startPoint{at: asked}},
+		{"a time, a partition added since", types.StartOffset{At: asked}, topicHistory{subscribed: three}, 3, startPoint{oldest: true}},
+		{"a time, a topic created after the trigger first looked", types.StartOffset{At: asked}, topicHistory{late: true}, 0, startPoint{oldest: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := startFor(tt.asked, tt.h); got != tt.want {
+			if got := startFor(tt.asked, tt.h, tt.p); got != tt.want {
 				t.Errorf("startFor = %v, want %v", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestSubscriptionTimeIsRecordedOnce(t *testing.T) {
+func TestSubscriptionIsRecordedOnce(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
 	earlier := time.UnixMilli(1_700_000_000_000)
 	asked := time.UnixMilli(1_600_000_000_000)
@@ -42,34 +52,63 @@ func TestSubscriptionTimeIsRecordedOnce(t *testing.T) {
 		name  string
 		asked types.StartOffset
 		h     topicHistory
-		want  time.Time
+		want  subscription
 	}{
-		{"first subscription", types.StartOffset{}, topicHistory{}, now},
-		{"recorded before", types.StartOffset{}, topicHistory{subscribed: earlier}, earlier},
-		{"a time", types.StartOffset{At: asked}, topicHistory{subscribed: earlier}, asked},
-		{"earliest needs none", types.StartOffset{Earliest: true}, topicHistory{}, time.Time{}},
+		{"first subscription", types.StartOffset{}, topicHistory{}, subscription{at: now, partitions: 6}},
+		{"first subscription of a topic created since", types.StartOffset{}, topicHistory{late: true}, subscription{at: now, partitions: 0}},
+		{"recorded before", types.StartOffset{}, topicHistory{subscribed: subscription{at: earlier, partitions: 3}}, subscription{at: earlier, partitions: 3}},
+		{"recorded before without a count", types.StartOffset{}, topicHistory{subscribed: subscription{at: earlier, partitions: -1}}, subscription{at: earlier, partitions: 6}},
+		{"a time", types.StartOffset{At: asked}, topicHistory{subscribed: subscription{at: earlier, partitions: 3}}, subscription{at: asked, partitions: 3}},
+		{"a first time", types.StartOffset{At: asked}, topicHistory{}, subscription{at: asked, partitions: 6}},
+		{"earliest needs none", types.StartOffset{Earliest: true}, topicHistory{}, subscription{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := subscriptionTime(tt.asked, tt.h, now); !got.Equal(tt.want) {
-				t.Errorf("subscriptionTime = %v, want %v", got, tt.want)
+			if got := subscriptionFor(tt.asked, tt.h, now, 6); got != tt.want {
+				t.Errorf("subscriptionFor = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestStartMetadataRoundTrips(t *testing.T) {
-	at := time.UnixMilli(1_700_000_000_123)
-	if got := parseStartMetadata(startMetadata(at)); !got.Equal(at) {
-		t.Errorf("round trip of %v gave %v", at, got)
+func TestEarlierSubscription(t *testing.T) {
+	a := time.UnixMilli(1_700_000_000_000)
+	b := a.Add(time.Hour)
+	tests := []struct {
+		s, o, want subscription
+	}{
+		{subscription{}, subscription{at: a, partitions: 3}, subscription{at: a, partitions: 3}},
+		{subscription{at: b, partitions: 6}, subscription{}, subscription{at: b, partitions: 6}},
+		{subscription{at: b, partitions: 6}, subscription{at: a, partitions: 3}, subscription{at: a, partitions: 3}},
+		{subscription{at: a, partitions: -1}, subscription{at: b, partitions: 6}, subscription{at: a, partitions: 6}},
+		{subscription{at: a, partitions: 3}, subscription{at: b, partitions: -1}, subscription{at: a, partitions: 3}},
 	}
-	for _, other := range []string{"", "hello", startMetaPrefix, startMetaPrefix + "x", startMetaPrefix + "-5"} {
-		if got := parseStartMetadata(other); !got.IsZero() {
-			t.Errorf("parseStartMetadata(%q) = %v, want zero", other, got)
+	for _, tt := range tests {
+		if got := tt.s.earlier(tt.o); got != tt.want {
+			t.Errorf("%+v.earlier(%+v) = %+v, want %+v", tt.s, tt.o, got, tt.want)
 		}
 	}
-	if startMetadata(time.Time{}) != "" {
-		t.Error("a zero time is recorded")
+}
+
+func TestStartMetadataRoundTrips(t *testing.T) {
+	at := time.UnixMilli(1_700_000_000_123)
+	for _, s := range []subscription{{at: at, partitions: 12}, {at: at, partitions: 0}, {at: at, partitions: -1}} {
+		if got := parseStartMetadata(startMetadata(s)); got != s {
+			t.Errorf("round trip of %+v gave %+v", s, got)
+		}
+	}
+	// What releases that did not count partitions wrote.
+	if got := parseStartMetadata(startMetaPrefix + "1700000000123"); got != (subscription{at: at, partitions: -1}) {
+		t.Errorf("a record without a count reads as %+v", got)
+	}
+	for _, other := range []string{"", "hello", startMetaPrefix, startMetaPrefix + "x", startMetaPrefix + "-5",
+		startMetaPrefix + "5" + startMetaPartitions + "x", startMetaPrefix + "5" + startMetaPartitions + "-1"} {
+		if got := parseStartMetadata(other); got.known() {
+			t.Errorf("parseStartMetadata(%q) = %+v, want unknown", other, got)
+		}
+	}
+	if startMetadata(subscription{}) != "" {
+		t.Error("an unknown subscription is recorded")
 	}
 }
 

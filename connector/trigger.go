@@ -66,11 +66,12 @@ type trigger struct {
 	// theirs. late holds the topics that did not exist when the trigger
 	// first looked (at firstLook): created while the function was
 	// subscribed, all they hold is new to it. subscribed is when the
-	// function subscribed to each topic, as recorded in its commits.
+	// function subscribed to each topic, and how many partitions it had
+	// then, as recorded in its commits.
 	startMu    sync.Mutex
 	late       map[string]bool
 	firstLook  time.Time
-	subscribed map[string]time.Time
+	subscribed map[string]subscription
 	// claimed are the partitions being delivered, for the lag watcher.
 	claimed claims
 	// draining ends when drain is called: run then stops taking new
@@ -415,7 +416,7 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 		if h.late {
 			now = t.firstLookTime()
 		}
-		subscribed := t.subscribe(topic, subscriptionTime(start, h, now))
+		subscribed := t.subscribe(topic, subscriptionFor(start, h, now, int32(len(all[topic]))))
 		metadata[topic] = startMetadata(subscribed)
 		for _, p := range claimed {
 			if group[topic][p].offset >= 0 {
@@ -424,7 +425,7 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 			if points[topic] == nil {
 				points[topic] = make(map[int32]startPoint)
 			}
-			points[topic][p] = startFor(start, h)
+			points[topic][p] = startFor(start, h, p)
 		}
 	}
 	if len(points) == 0 {
@@ -504,7 +505,7 @@ func partitionsOf(points map[string]map[int32]startPoint) partitions {
 }
 
 // history gathers what is known of a topic for startFor: the earliest
-// subscription time recorded in the group's commits or remembered by the
+// subscription recorded in the group's commits or remembered by the
 // trigger, whether some partition was committed without one, and whether
 // the topic appeared after the trigger first looked.
 func (t *trigger) history(topic string, group map[int32]committed) topicHistory {
@@ -513,37 +514,31 @@ func (t *trigger) history(topic string, group map[int32]committed) topicHistory 
 		if c.offset < 0 {
 			continue
 		}
-		if at := parseStartMetadata(c.metadata); !at.IsZero() {
-			if h.subscribed.IsZero() || at.Before(h.subscribed) {
-				h.subscribed = at
-			}
+		if s := parseStartMetadata(c.metadata); s.known() {
+			h.subscribed = h.subscribed.earlier(s)
 		} else {
 			h.committed = true
 		}
 	}
 	t.startMu.Lock()
 	defer t.startMu.Unlock()
-	if at := t.subscribed[topic]; !at.IsZero() && (h.subscribed.IsZero() || at.Before(h.subscribed)) {
-		h.subscribed = at
-	}
+	h.subscribed = h.subscribed.earlier(t.subscribed[topic])
 	h.late = t.late[topic]
 	return h
 }
 
-// subscribe remembers when the function subscribed to topic, so that a
-// retried start resolves by the same time, and returns it.
-func (t *trigger) subscribe(topic string, at time.Time) time.Time {
+// subscribe remembers the function's subscription to topic, so that a
+// retried start resolves by the same one, and returns it.
+func (t *trigger) subscribe(topic string, s subscription) subscription {
 	t.startMu.Lock()
 	defer t.startMu.Unlock()
-	if at.IsZero() {
-		return at
+	if !s.known() {
+		return s
 	}
 	if t.subscribed == nil {
-		t.subscribed = make(map[string]time.Time)
+		t.subscribed = make(map[string]subscription)
 	}
-	if prev := t.subscribed[topic]; prev.IsZero() || at.Before(prev) {
-		t.subscribed[topic] = at
-	}
+	t.subscribed[topic] = t.subscribed[topic].earlier(s)
 	return t.subscribed[topic]
 }
 
