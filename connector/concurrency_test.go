@@ -250,13 +250,15 @@ func TestMaxInflightIsNeverExceeded(t *testing.T) {
 }
 
 // TestBackPressureWaitsAndIsNotARetry: a 429 with Retry-After is waited
-// out and not counted against max_retries, and the connector shows it.
+// out and not counted against max_retries, nor as a failure or a retry in
+// the metrics, and it is logged at debug level, with one info line.
 func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 	client, gw, cfg := setup(t, "slow")
 	gw.SetFunctions(fn("busy", "slow"))
 	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 4, 1
 	cfg.MaxRetries = 0 // a counted failure would give up at once
 	cfg.RetryBackoffMax = 5 * time.Second
+	cfg.LogLevel = "debug"
 	var mu sync.Mutex
 	throttled := map[string]bool{} // by idempotency key
 	gw.Handle("busy", func(c *gatewaytest.Call) (int, []byte) {
@@ -284,13 +286,18 @@ func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 	}
 	// Each throttled batch waits at least its Retry-After, as the wait the
 	// connector chose says.
-	waits := 0
+	waits, infos := 0, 0
 	for _, line := range strings.Split(r.Logs(), "\n") {
 		var l struct {
+			Level   string        `json:"level"`
 			Msg     string        `json:"msg"`
 			RetryIn time.Duration `json:"retry_in"`
 		}
 		if json.Unmarshal([]byte(line), &l) != nil || !strings.Contains(l.Msg, "slow down") {
+			continue
+		}
+		if l.Level == "INFO" {
+			infos++
 			continue
 		}
 		waits++
@@ -298,8 +305,8 @@ func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 			t.Errorf("a throttled batch waits %v, want at least the Retry-After of 1s: %s", l.RetryIn, line)
 		}
 	}
-	if waits != 6 {
-		t.Errorf("%d waits logged for 6 throttled batches", waits)
+	if waits != 6 || infos != 1 {
+		t.Errorf("%d waits logged at debug level and %d lines at info level for 6 throttled batches; want 6 and 1", waits, infos)
 	}
 	if strings.Contains(r.Logs(), "giving up") {
 		t.Errorf("a throttled batch was given up on:\n%s", r.Logs())
@@ -310,8 +317,52 @@ func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 	if line := grep(text, `kafka_connector_backpressure_waits_total{function="busy",topic="slow"}`); !strings.HasSuffix(line, " 6") {
 		t.Errorf("back-pressure waits: %q, want 6", line)
 	}
-	if line := grep(text, `kafka_connector_give_ups_total{function="busy"`); line != "" && !strings.HasSuffix(line, " 0") {
-		t.Errorf("give-ups: %q, want none", line)
+	for _, counter := range []string{"give_ups_total", "retries_total", "invocation_failures_total"} {
+		if line := grep(text, `kafka_connector_`+counter+`{function="busy"`); line != "" && !strings.HasSuffix(line, " 0") {
+			t.Errorf("%s: %q, want none: back-pressure is neither a failure nor a retry", counter, line)
+		}
+	}
+	if line := grep(text, `kafka_connector_invocation_duration_seconds_count{function="busy",status_class="throttled"}`); !strings.HasSuffix(line, " 6") {
+		t.Errorf("throttled invocations: %q, want 6", line)
+	}
+	if line := grep(text, `status_class="4xx"`); line != "" {
+		t.Errorf("back-pressure counted as a 4xx failure: %q", line)
+	}
+}
+
+// TestBackPressureFindsTheFunctionLimit: without max_inflight, a function
+// that accepts 2 calls at once and answers 429 beyond teaches the
+// connector its limit, across the partitions, each of which would keep a
+// call in flight on its own.
+func TestBackPressureFindsTheFunctionLimit(t *testing.T) {
+	client, gw, cfg := setup(t, "narrow")
+	gw.SetFunctions(fn("watchdog", "narrow"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 4, 1
+	cfg.RetryBackoffInitial, cfg.RetryBackoffMax = time.Millisecond, 20*time.Millisecond
+	const accepts = 2
+	var inFlight atomic.Int32
+	gw.Handle("watchdog", func(c *gatewaytest.Call) (int, []byte) {
+		if inFlight.Add(1) > accepts {
+			inFlight.Add(-1)
+			return http.StatusTooManyRequests, []byte("concurrent request limit exceeded")
+		}
+		defer inFlight.Add(-1)
+		time.Sleep(2 * time.Millisecond)
+		return http.StatusOK, nil
+	})
+	produceSpread(client, "narrow", 100)
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		c := client.Committed("kafka-connector-watchdog")["narrow"]
+		return c[0] == 100 && c[1] == 100 && c[2] == 100
+	}, "every message delivered and committed")
+	srv := httptest.NewServer(promhttp.HandlerFor(r.Metrics(), promhttp.HandlerOpts{}))
+	defer srv.Close()
+	text := scrapeMetrics(t, srv.URL)
+	line := grep(text, `kafka_connector_inflight_limit{function="watchdog"}`)
+	var limit float64
+	if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &limit); err != nil || limit < 1 || limit > partitions {
+		t.Errorf("the function's learnt limit: %q; want between 1 and %d, the partitions each keeping a call in flight", line, partitions)
 	}
 }
 

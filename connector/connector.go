@@ -96,7 +96,7 @@ type spec struct {
 // New returns a connector between the gateway and the Kafka cluster that
 // cfg describes.
 func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
-	return &Connector{
+	c := &Connector{
 		cfg:      cfg,
 		gateway:  gw,
 		log:      log,
@@ -110,6 +110,44 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 		filters: make(map[string]compiledFilter),
 	}
+	c.metrics.registry.MustRegister(triggerCollector{c})
+	return c
+}
+
+// triggerCollector publishes, when scraped, what /readyz says, and for each
+// function whether its trigger consumes and its limit of invocations in
+// flight.
+type triggerCollector struct{ c *Connector }
+
+var (
+	readyDesc = prometheus.NewDesc("kafka_connector_ready",
+		"1 when /readyz answers 200: the function list has been read and every trigger consumes; 0 otherwise.", nil, nil)
+	triggerReadyDesc = prometheus.NewDesc("kafka_connector_trigger_ready",
+		"1 when the function's trigger consumes: in its consumer group, every claimed partition started, and the brokers answering; 0 while it joins, restarts, or cannot consume.",
+		[]string{"function"}, nil)
+	inflightLimitDesc = prometheus.NewDesc("kafka_connector_inflight_limit",
+		"The function's limit of invocations in flight from this replica across its partitions: max_inflight lowered by back-pressure, or without max_inflight what back-pressure taught; 0 for no limit.",
+		[]string{"function"}, nil)
+)
+
+func (r triggerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- readyDesc
+	ch <- triggerReadyDesc
+	ch <- inflightLimitDesc
+}
+
+func (r triggerCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	all := r.c.ready(func(rt *runningTrigger, ok bool) {
+		ch <- prometheus.MustNewConstMetric(triggerReadyDesc, prometheus.GaugeValue, gauge(ok), rt.t.function)
+		ch <- prometheus.MustNewConstMetric(inflightLimitDesc, prometheus.GaugeValue, float64(rt.t.inflight.Limit()), rt.t.function)
+	})
+	ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, gauge(all))
 }
 
 // Metrics returns the registry of the connector's Prometheus metrics, to be
@@ -144,19 +182,22 @@ func (c *Connector) Run(ctx context.Context) error {
 }
 
 // Ready reports whether the function list has been read and every trigger
-// is in its consumer group (or waiting for its topics to exist).
-func (c *Connector) Ready() bool {
+// consumes (see trigger.isReady), or waits for its topics to exist.
+func (c *Connector) Ready() bool { return c.ready(func(*runningTrigger, bool) {}) }
+
+// ready asks every trigger whether it consumes, so that each logs its own
+// change, tells each to each, and reports whether all do.
+func (c *Connector) ready(each func(rt *runningTrigger, ready bool)) bool {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.listed {
-		return false
-	}
+	all := c.listed
 	for _, rt := range c.triggers {
-		if !rt.t.ready.Load() {
-			return false
-		}
+		ok := rt.t.isReady(now)
+		each(rt, ok)
+		all = all && ok
 	}
-	return true
+	return all
 }
 
 // Unfinished returns the functions whose triggers have not stopped yet,
@@ -250,7 +291,7 @@ func (c *Connector) supervise(ctx context.Context, rt *runningTrigger) {
 		if t.stopping(ctx) {
 			return
 		}
-		t.ready.Store(false)
+		t.health.ended()
 		if err == nil {
 			err = errors.New("the trigger ended without being asked to stop")
 		}
@@ -425,11 +466,22 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		log:               c.log.With("function", function),
 		metrics:           c.metrics,
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
-		inflight:          schedule.NewGate(s.settings.MaxInflight),
+		inflight:          functionGate(s.settings.MaxInflight),
 		inFlight:          c.metrics.inFlight.WithLabelValues(function),
 		draining:          draining,
 		drain:             drain,
+		measure:           make(chan struct{}, 1),
 	}
+}
+
+// functionGate bounds a function's invocations in flight across its
+// partitions: by max_inflight when set, and otherwise by what back-pressure
+// teaches, from no limit at all.
+func functionGate(maxInflight int) *schedule.Gate {
+	if maxInflight > 0 {
+		return schedule.NewGate(maxInflight)
+	}
+	return schedule.NewLearningGate()
 }
 
 // shutdown drains every trigger and waits for them, aborting what is still

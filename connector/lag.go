@@ -52,11 +52,23 @@ func (s *partitionState) advance(offset int64) bool {
 	}
 }
 
-// showLag sets the lag gauge from the last measured end.
-func (s *partitionState) showLag() {
-	if end, pos := s.end.Load(), s.position.Load(); end >= 0 && pos >= 0 {
-		s.metrics.lag.Set(float64(max(0, end-pos)))
+// lag is the partition's end as last measured less its position now; not
+// ok until both are known.
+func (s *partitionState) lag() (int64, bool) {
+	end, pos := s.end.Load(), s.position.Load()
+	if end < 0 || pos < 0 {
+		return 0, false
 	}
+	return max(0, end-pos), true
+}
+
+// age is how old the oldest undelivered message is at now; 0 when none is.
+func (s *partitionState) age(now time.Time) time.Duration {
+	o := s.oldest.Load()
+	if o <= 0 {
+		return 0
+	}
+	return max(0, now.Sub(time.Unix(0, o)))
 }
 
 // claims are a trigger's claimed partitions, as their workers register them.
@@ -116,6 +128,7 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 		case <-done:
 			return
 		case <-tick.C:
+		case <-t.measure:
 		}
 		states := t.claimed.snapshot()
 		if len(states) == 0 {
@@ -133,7 +146,7 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 			t.log.Debug("cannot measure lag", "error", err)
 			continue
 		}
-		now := time.Now()
+		t.health.answered(time.Now())
 		for _, s := range states {
 			end := ends[s.topic][s.partition]
 			s.end.Store(end)
@@ -142,12 +155,6 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 				t.skipTail(sess, client, s, pos, end)
 			}
 			s.watched = s.position.Load()
-			s.showLag()
-			age := 0.0
-			if o := s.oldest.Load(); o > 0 {
-				age = max(0, now.Sub(time.Unix(0, o)).Seconds())
-			}
-			s.metrics.oldest.Set(age)
 		}
 	}
 }

@@ -2,6 +2,8 @@ package connector
 
 import (
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,9 +27,10 @@ type metrics struct {
 	inFlight       *prometheus.GaugeVec     // function
 	backPressure   *prometheus.CounterVec   // function, topic
 	window         *prometheus.GaugeVec     // function, topic, partition
-	lag            *prometheus.GaugeVec     // function, topic, partition
-	oldest         *prometheus.GaugeVec     // function, topic, partition
 	committed      *prometheus.GaugeVec     // function, topic, partition
+	// partitions publishes lag and oldest_undelivered_seconds, read off
+	// the claimed partitions when scraped.
+	partitions *partitionCollector
 	triggers       *prometheus.GaugeVec     // state
 	restarts       *prometheus.CounterVec   // function
 	gatewayErrors  prometheus.Counter
@@ -59,16 +62,16 @@ func newMetrics() *metrics {
 		}, []string{"function"}),
 		invocation: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "invocation_duration_seconds",
-			Help:    "Duration of one invocation, by status class (2xx, 4xx, 5xx, or error when no answer came).",
+			Help:    "Duration of one invocation, by status class: 2xx, 4xx, 5xx, throttled (a 429, or a 503 with Retry-After: back-pressure, not a failure), or error when no answer came.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"function", "status_class"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "invocation_failures_total",
-			Help: "Invocations that failed: a status other than 2xx, a timeout, no answer, or a partial batch failure.",
+			Help: "Invocations that failed: a status other than 2xx, a timeout, no answer, or a partial batch failure; back-pressure is not a failure (see backpressure_waits_total).",
 		}, []string{"function", "topic"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "retries_total",
-			Help: "Batches sent again after a failure.",
+			Help: "Batches sent again after a failure; a batch sent again after a back-pressure wait is not a retry.",
 		}, []string{"function", "topic"}),
 		giveUps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "give_ups_total",
@@ -98,14 +101,7 @@ func newMetrics() *metrics {
 			Namespace: ns, Name: "window_messages",
 			Help: "Messages held beyond the partition's committed offset: waiting for a batch, in flight, or finished behind an unfinished one.",
 		}, []string{"function", "topic", "partition"}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "consumer_lag_messages",
-			Help: "Messages in the partition not yet delivered: its end (the last stable offset under read_committed) less the group's position, measured on a timer whether or not batches succeed.",
-		}, []string{"function", "topic", "partition"}),
-		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "oldest_undelivered_seconds",
-			Help: "Age of the oldest message read from the partition but not yet delivered (by its Kafka timestamp); 0 when everything read is delivered. A stuck function shows here.",
-		}, []string{"function", "topic", "partition"}),
+		partitions: newPartitionCollector(ns),
 		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "committed_offset",
 			Help: "Next offset to consume, marked for commit once its batch was delivered; flushed to Kafka every commit_interval.",
@@ -129,7 +125,7 @@ func newMetrics() *metrics {
 	}
 	m.registry.MustRegister(
 		m.consumed, m.filtered, m.delivered, m.batchSize, m.invocation, m.failures, m.retries, m.giveUps,
-		m.deadLetters, m.deadLetterErrors, m.retrying, m.inFlight, m.backPressure, m.window, m.lag, m.oldest, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
+		m.deadLetters, m.deadLetterErrors, m.retrying, m.inFlight, m.backPressure, m.window, m.partitions, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
@@ -143,7 +139,7 @@ type partitionMetrics struct {
 	consumed, delivered, failures, retries, giveUps prometheus.Counter
 	deadLetters, filtered, backPressure             prometheus.Counter
 	batchSize                                       prometheus.Observer
-	retrying, lag, oldest, committed, window        prometheus.Gauge
+	retrying, committed, window                     prometheus.Gauge
 	invocationOK                                    prometheus.Observer
 }
 
@@ -162,21 +158,23 @@ func (m *metrics) partition(function, topic string, partition int32) *partitionM
 		window:       m.window.WithLabelValues(function, topic, p),
 		batchSize:    m.batchSize.WithLabelValues(function),
 		retrying:     m.retrying.WithLabelValues(function),
-		lag:          m.lag.WithLabelValues(function, topic, p),
-		oldest:       m.oldest.WithLabelValues(function, topic, p),
 		committed:    m.committed.WithLabelValues(function, topic, p),
 		invocationOK: m.invocation.WithLabelValues(function, "2xx"),
 	}
 }
 
 // invoked records one invocation's duration by the class of its status; 0
-// means no answer came.
-func (p *partitionMetrics) invoked(status int, seconds float64) {
+// means no answer came. Back-pressure (a 429, or a 503 with Retry-After) is
+// a class of its own, throttled: the function asked to slow down, it did
+// not fail.
+func (p *partitionMetrics) invoked(status int, throttled bool, seconds float64) {
 	switch {
 	case status >= 200 && status < 300:
 		p.invocationOK.Observe(seconds)
 	case status == 0:
 		p.m.invocation.WithLabelValues(p.function, "error").Observe(seconds)
+	case throttled:
+		p.m.invocation.WithLabelValues(p.function, "throttled").Observe(seconds)
 	default:
 		p.m.invocation.WithLabelValues(p.function, strconv.Itoa(status/100)+"xx").Observe(seconds)
 	}
@@ -185,8 +183,6 @@ func (p *partitionMetrics) invoked(status int, seconds float64) {
 // release drops the partition's own series when the partition leaves this
 // connector, so that another replica's figures are not shadowed by stale ones.
 func (p *partitionMetrics) release() {
-	p.m.lag.DeleteLabelValues(p.function, p.topic, p.partition)
-	p.m.oldest.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.committed.DeleteLabelValues(p.function, p.topic, p.partition)
 	p.m.window.DeleteLabelValues(p.function, p.topic, p.partition)
 }
@@ -198,7 +194,7 @@ func (m *metrics) byFunction() []*prometheus.MetricVec {
 	return []*prometheus.MetricVec{
 		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
 		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
-		m.retrying.MetricVec, m.lag.MetricVec, m.oldest.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
+		m.retrying.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
 		m.filtered.MetricVec, m.deadLetterErrors.MetricVec, m.inFlight.MetricVec, m.backPressure.MetricVec, m.window.MetricVec,
 	}
 }
@@ -214,5 +210,59 @@ func (m *metrics) forget(function string) {
 func (m *metrics) forgetTopic(function, topic string) {
 	for _, v := range m.byFunction() {
 		v.DeletePartialMatch(prometheus.Labels{"function": function, "topic": topic})
+	}
+}
+
+// partitionCollector publishes the figures of the claimed partitions that
+// a gauge set on a timer would show stale: the lag, from the partition's
+// end as last measured and its position now, and the age of its oldest
+// undelivered message, as of the scrape. A partition whose end has not been
+// measured yet has no lag series rather than a 0 that would hide a backlog.
+type partitionCollector struct {
+	lag, oldest *prometheus.Desc
+	mu          sync.Mutex
+	states      map[*partitionState]bool
+}
+
+func newPartitionCollector(ns string) *partitionCollector {
+	labels := []string{"function", "topic", "partition"}
+	return &partitionCollector{
+		lag: prometheus.NewDesc(ns+"_consumer_lag_messages",
+			"Messages in the partition not yet delivered: its end (the last stable offset under read_committed), measured when the partition is claimed and then on a timer whether or not batches succeed, less the group's position now. Absent until first measured.",
+			labels, nil),
+		oldest: prometheus.NewDesc(ns+"_oldest_undelivered_seconds",
+			"Age, when scraped, of the oldest message read from the partition but not yet delivered (by its Kafka timestamp); 0 once everything read is delivered and nothing more is waiting. A stuck function shows here.",
+			labels, nil),
+		states: make(map[*partitionState]bool),
+	}
+}
+
+func (c *partitionCollector) add(s *partitionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.states[s] = true
+}
+
+func (c *partitionCollector) remove(s *partitionState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.states, s)
+}
+
+func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lag
+	ch <- c.oldest
+}
+
+func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range c.states {
+		m := s.metrics
+		if lag, ok := s.lag(); ok {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(lag), m.function, m.topic, m.partition)
+		}
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, s.age(now).Seconds(), m.function, m.topic, m.partition)
 	}
 }

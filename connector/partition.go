@@ -129,6 +129,14 @@ func (w *partitionWorker) run() {
 	defer w.metrics.release()
 	w.t.claimed.add(w.state)
 	defer w.t.claimed.remove(w.state)
+	w.t.metrics.partitions.add(w.state)
+	defer w.t.metrics.partitions.remove(w.state)
+	w.t.health.claims.Add(1)
+	defer w.t.health.claims.Add(-1)
+	select {
+	case w.t.measure <- struct{}{}: // its lag, at once
+	default:
+	}
 	w.logStart()
 	stop, cancel := context.WithCancel(w.ctx)
 	defer cancel()
@@ -181,6 +189,7 @@ func (w *partitionWorker) loop() {
 		default:
 			w.mark()
 			if w.idle() {
+				w.state.oldest.Store(0) // everything read is delivered, and nothing waits
 				w.enc.release()
 				w.sched.Trim()
 			}
@@ -367,15 +376,15 @@ func (w *partitionWorker) commit(offset int64) {
 	w.state.advance(offset)
 	w.showOldest()
 	w.metrics.committed.Set(float64(offset))
-	w.state.showLag()
 }
 
 // showOldest records when the oldest message of the window was written:
-// the oldest message not yet delivered, 0 when there is none.
+// the oldest message not yet delivered. An empty window leaves the last
+// one: while a backlog drains the next message is read at once, and the
+// age says 0 only once the worker finds nothing more to read (see loop).
 func (w *partitionWorker) showOldest() {
 	r, ok := w.sched.Oldest()
 	if !ok {
-		w.state.oldest.Store(0)
 		return
 	}
 	ts := r.msg.Timestamp
@@ -447,8 +456,9 @@ func (f *flight) deliver() {
 		}
 	}()
 	failures, throttles := 0, 0
+	failed := false // the last attempt failed: the next one is a retry
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 {
+		if failed {
 			w.metrics.retries.Inc()
 		}
 		out, started := f.attempt(attempt)
@@ -462,7 +472,10 @@ func (f *flight) deliver() {
 			f.report(report{id: f.batch.ID, done: true})
 			return
 		}
-		w.metrics.failures.Inc()
+		failed = !out.throttled
+		if failed {
+			w.metrics.failures.Inc()
+		}
 		if out.failedFrom >= 0 {
 			f.report(report{id: f.batch.ID, failedFrom: out.failedFrom})
 			f.keepFrom(out.failedFrom)
@@ -476,8 +489,7 @@ func (f *flight) deliver() {
 			throttles++
 			w.metrics.backPressure.Inc()
 			delay = max(out.wait, backoff(s.RetryBackoffInitial, s.RetryBackoffMax, throttles))
-			f.log().Info("the function asks to slow down; waiting, without counting it as a retry", "attempt", attempt,
-				"failure", out.failure, "retry_in", delay.Round(time.Millisecond), "partition_limit", w.gate.Limit())
+			w.t.throttled(f.log(), attempt, out.failure, delay, w.gate.Limit())
 		} else {
 			failures++
 			if s.MaxRetries >= 0 && failures > s.MaxRetries {
@@ -609,7 +621,6 @@ func (f *flight) invoke(attempt int) outcome {
 	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header, Long: f.scanLong})
 	cancel()
 	elapsed := time.Since(start)
-	w.metrics.invoked(resp.Status, elapsed.Seconds())
 	if w.t.printResponse {
 		attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}
 		if w.t.printResponseBody {
@@ -617,11 +628,13 @@ func (f *flight) invoke(attempt int) outcome {
 		}
 		f.log().Info("invoked", attrs...)
 	}
+	wait, throttled := schedule.BackPressure(resp.Status, resp.RetryAfter, time.Now(), s.RetryBackoffMax)
+	w.metrics.invoked(resp.Status, throttled, elapsed.Seconds())
 	switch {
 	case err != nil:
 		return outcome{failedFrom: -1, failure: err.Error()}
 	case !resp.OK():
-		if wait, ok := schedule.BackPressure(resp.Status, resp.RetryAfter, time.Now(), s.RetryBackoffMax); ok {
+		if throttled {
 			return outcome{failedFrom: -1, failure: describeStatus(resp), throttled: true, wait: wait}
 		}
 		if s.Async && resp.Status == http.StatusNotFound {

@@ -49,14 +49,20 @@ type trigger struct {
 	metrics           *metrics
 	deadLetters       *deadLetterProducer
 	// inflight caps the function's invocations in flight across its
-	// partitions (max_inflight); nil for no cap. inFlight shows them.
+	// partitions: max_inflight, or a limit learnt from back-pressure
+	// (see functionGate). inFlight shows them.
 	inflight *schedule.Gate
 	inFlight prometheus.Gauge
 
-	ready atomic.Bool // in a group session, or idle for want of topics
+	health health // whether it consumes: see isReady
+	// measure asks the lag watcher to look at the partitions now, for a
+	// partition just claimed.
+	measure chan struct{}
 	// noQueue logs, once, that the gateway has no queue for asynchronous
 	// invocations: every partition's every retry would say it again.
 	noQueue sync.Once
+	// throttleLog keeps back-pressure waits from flooding the log.
+	throttleLog throttleLog
 	// missing is the topics last logged as missing, so that the same
 	// warning is not repeated at every check. Only run's goroutine and the
 	// watcher it waits for use it, one after the other.
@@ -129,7 +135,7 @@ func (t *trigger) run(ctx context.Context) error {
 	for !t.stopping(ctx) {
 		topics, err := t.availableTopics()
 		if err == nil && len(topics) == 0 {
-			t.ready.Store(true) // nothing to consume until a topic exists
+			t.health.idle() // nothing to consume until a topic exists
 			if !t.wait(ctx, t.checkInterval) {
 				return nil
 			}
@@ -157,7 +163,7 @@ func (t *trigger) run(ctx context.Context) error {
 			// rebalance in a loop.
 			err = errors.New("the group session ended as soon as it began")
 		}
-		t.ready.Store(false)
+		t.health.ended()
 		delay := retry.next()
 		t.log.Warn("cannot consume; joining the group again", "group", t.settings.Group, "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
 		if !t.wait(ctx, delay) {
@@ -362,7 +368,11 @@ func (h *groupHandler) Setup(sess sarama.ConsumerGroupSession) error {
 	default: // a session of this Consume call was handed over already
 	}
 	h.generation.Store(sess.GenerationID())
-	h.t.ready.Store(true)
+	claims := 0
+	for _, ps := range sess.Claims() {
+		claims += len(ps)
+	}
+	h.t.health.begin(claims, time.Now())
 	h.t.log.Info("joined consumer group", "group", h.t.settings.Group, "generation", sess.GenerationID(), "claims", fmt.Sprint(sess.Claims()))
 	return nil
 }
@@ -373,6 +383,8 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	if g := sess.GenerationID(); g != h.generation.Load() {
 		h.t.log.Info("claimed partition in a rebalance", "group", h.t.settings.Group, "generation", g,
 			"topic", claim.Topic(), "partition", claim.Partition(), "offset", claim.InitialOffset())
+	} else {
+		h.t.health.started()
 	}
 	h.t.newPartitionWorker(h.ctx, sess, claim).run()
 	return nil
@@ -561,6 +573,8 @@ func (t *trigger) isolation() sarama.IsolationLevel {
 	}
 	return sarama.ReadCommitted
 }
+
+func (t *trigger) brokerList() string { return strings.Join(t.brokers, ",") }
 
 // retrier spaces out attempts at something that keeps failing.
 type retrier struct {

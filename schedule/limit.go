@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -95,7 +96,12 @@ type Gate struct {
 	aimd    AIMD
 	inUse   int
 	waiters list.List // of chan struct{}, closed when granted
+	// learning is a gate with no ceiling of its own (see NewLearningGate).
+	learning bool
 }
+
+// unbounded is a learning gate's limit until the first back-pressure.
+const unbounded = math.MaxInt32
 
 // NewGate returns a gate whose limit moves between 1 and ceiling, or nil
 // (no limit) when ceiling is 0 or less: max_inflight's default.
@@ -106,10 +112,25 @@ func NewGate(ceiling int) *Gate {
 	return &Gate{aimd: NewAIMD(ceiling)}
 }
 
+// NewLearningGate returns a gate with no limit until back-pressure first
+// comes: the limit of a function whose capacity nobody told the connector
+// (max_inflight 0). The first back-pressure halves the calls that were in
+// flight, not an unbounded limit, and successes of calls that filled the
+// gate then raise the limit again by one a round, so that the gate settles
+// near what the function accepts
+// (a watchdog's max_inflight, say) instead of each partition pushing one
+// call past it for ever.
+func NewLearningGate() *Gate {
+	return &Gate{aimd: AIMD{max: unbounded, limit: unbounded}, learning: true}
+}
+
 // Permit is the right to make one call. Release it exactly once.
 type Permit struct {
 	g   *Gate
 	gen uint64
+	// inFlight is how many calls were in flight as this one started, this
+	// one included.
+	inFlight int
 }
 
 // Acquire waits for a permit or for ctx to end, whichever comes first.
@@ -120,7 +141,7 @@ func (g *Gate) Acquire(ctx context.Context) (Permit, error) {
 	g.mu.Lock()
 	if g.inUse < g.aimd.Limit() && g.waiters.Len() == 0 {
 		g.inUse++
-		p := Permit{g: g, gen: g.aimd.Generation()}
+		p := Permit{g: g, gen: g.aimd.Generation(), inFlight: g.inUse}
 		g.mu.Unlock()
 		return p, nil
 	}
@@ -135,7 +156,7 @@ func (g *Gate) Acquire(ctx context.Context) (Permit, error) {
 	select {
 	case <-ready:
 		g.mu.Lock()
-		p := Permit{g: g, gen: g.aimd.Generation()}
+		p := Permit{g: g, gen: g.aimd.Generation(), inFlight: g.inUse}
 		g.mu.Unlock()
 		return p, nil
 	case <-ctx.Done():
@@ -162,7 +183,7 @@ func (g *Gate) TryAcquire() (Permit, bool) {
 	defer g.mu.Unlock()
 	if g.inUse < g.aimd.Limit() && g.waiters.Len() == 0 {
 		g.inUse++
-		return Permit{g: g, gen: g.aimd.Generation()}, true
+		return Permit{g: g, gen: g.aimd.Generation(), inFlight: g.inUse}, true
 	}
 	return Permit{}, false
 }
@@ -178,8 +199,18 @@ func (p Permit) Release(o Outcome) {
 	g.inUse--
 	switch o {
 	case Succeeded:
-		g.aimd.Succeeded()
+		// A learning gate climbs only on calls that filled it: calls made
+		// well below its limit say nothing of a higher one, and the limit
+		// would drift away from what the function showed it accepts.
+		if !g.learning || p.inFlight >= g.aimd.limit {
+			g.aimd.Succeeded()
+		}
 	case Throttled:
+		if g.learning && p.gen == g.aimd.gen {
+			// Halve what was in flight as the call started: an unbounded
+			// or long-climbed limit says nothing of the function.
+			g.aimd.limit = min(g.aimd.limit, p.inFlight)
+		}
 		g.aimd.Throttled(p.gen)
 	}
 	g.grant()
@@ -197,14 +228,18 @@ func (g *Gate) grant() {
 	}
 }
 
-// Limit is the gate's current limit; 0 for a nil gate (no limit).
+// Limit is the gate's current limit; 0 for no limit: a nil gate, or a
+// learning gate that has met no back-pressure yet.
 func (g *Gate) Limit() int {
 	if g == nil {
 		return 0
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.aimd.Limit()
+	if l := g.aimd.Limit(); l < unbounded {
+		return l
+	}
+	return 0
 }
 
 // InUse is the number of permits held.

@@ -286,3 +286,71 @@ func TestNilGate(t *testing.T) {
 		t.Error("a nil gate limits something")
 	}
 }
+
+// A learning gate has no limit until back-pressure comes, then halves what
+// was in flight and climbs back a round at a time: it settles around what
+// a function that accepts 4 calls at once lets through.
+func TestLearningGate(t *testing.T) {
+	g := NewLearningGate()
+	var ps []Permit
+	for range 1000 {
+		p, ok := g.TryAcquire()
+		if !ok {
+			t.Fatal("a learning gate limits before any back-pressure")
+		}
+		ps = append(ps, p)
+	}
+	if g.Limit() != 0 {
+		t.Fatalf("limit %d before any back-pressure, want 0 (none)", g.Limit())
+	}
+	for _, p := range ps {
+		p.Release(Succeeded)
+	}
+	// Six calls in flight, the function accepts four: the fifth and sixth
+	// are throttled, one signal.
+	ps = ps[:0]
+	for range 6 {
+		p, _ := g.TryAcquire()
+		ps = append(ps, p)
+	}
+	for i, p := range ps {
+		if i < 4 {
+			p.Release(Succeeded)
+		} else {
+			p.Release(Throttled)
+		}
+	}
+	if g.Limit() != 2 {
+		t.Fatalf("limit %d, want 2: half of the 5 in flight as the first throttled call started", g.Limit())
+	}
+	// Then the function's own rule, round after round: the limit never
+	// stays above 4 and keeps climbing back to it.
+	const accepts = 4
+	throttles, peak := 0, 0
+	for range 200 {
+		n := g.Limit()
+		peak = max(peak, n)
+		ps = ps[:0]
+		for range n {
+			p, ok := g.TryAcquire()
+			if !ok {
+				t.Fatalf("no permit within the limit %d", n)
+			}
+			ps = append(ps, p)
+		}
+		if _, ok := g.TryAcquire(); ok {
+			t.Fatalf("a permit beyond the limit %d", n)
+		}
+		for i, p := range ps {
+			if i < accepts {
+				p.Release(Succeeded)
+			} else {
+				throttles++
+				p.Release(Throttled)
+			}
+		}
+	}
+	if peak != accepts+1 || throttles > 200/accepts {
+		t.Errorf("peak limit %d and %d throttled calls in 200 rounds; want a peak of %d and a throttle every few rounds at most", peak, throttles, accepts+1)
+	}
+}

@@ -255,7 +255,11 @@ func Start(t testing.TB, cfg config.Config) *Running {
 	if testing.Verbose() {
 		out = io.MultiWriter(logs, os.Stderr)
 	}
-	c := connector.New(cfg, gw, slog.New(slog.NewJSONHandler(out, nil)))
+	level, err := config.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connector.New(cfg, gw, slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})))
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Running{Connector: c, cancel: cancel, done: make(chan struct{}), logs: logs}
 	go func() {
