@@ -14,25 +14,25 @@ import (
 type metrics struct {
 	registry *prometheus.Registry
 
-	consumed       *prometheus.CounterVec   // function, topic
-	filtered       *prometheus.CounterVec   // function, topic
-	delivered      *prometheus.CounterVec   // function, topic
-	batchSize      *prometheus.HistogramVec // function
-	invocation     *prometheus.HistogramVec // function, status_class
-	failures       *prometheus.CounterVec   // function, topic
-	retries        *prometheus.CounterVec   // function, topic
-	giveUps        *prometheus.CounterVec   // function, topic
-	deadLetters    *prometheus.CounterVec   // function, topic
-	retrying       *prometheus.GaugeVec     // function
-	inFlight       *prometheus.GaugeVec     // function
-	backPressure   *prometheus.CounterVec   // function, topic
-	window         *prometheus.GaugeVec     // function, topic, partition
-	committed      *prometheus.GaugeVec     // function, topic, partition
+	consumed     *prometheus.CounterVec   // function, topic
+	filtered     *prometheus.CounterVec   // function, topic
+	delivered    *prometheus.CounterVec   // function, topic
+	batchSize    *prometheus.HistogramVec // function
+	invocation   *prometheus.HistogramVec // function, status_class
+	failures     *prometheus.CounterVec   // function, topic
+	retries      *prometheus.CounterVec   // function, topic
+	giveUps      *prometheus.CounterVec   // function, topic
+	deadLetters  *prometheus.CounterVec   // function, topic
+	retrying     *prometheus.GaugeVec     // function
+	inFlight     *prometheus.GaugeVec     // function
+	backPressure *prometheus.CounterVec   // function, topic
+	window       *prometheus.GaugeVec     // function, topic, partition
+	committed    *prometheus.GaugeVec     // function, topic, partition
 	// partitions publishes lag and oldest_undelivered_seconds, read off
 	// the claimed partitions when scraped.
-	partitions *partitionCollector
-	triggers       *prometheus.GaugeVec     // state
-	restarts       *prometheus.CounterVec   // function
+	partitions     *partitionCollector
+	triggers       *prometheus.GaugeVec   // state
+	restarts       *prometheus.CounterVec // function
 	gatewayErrors  prometheus.Counter
 	functionErrors *prometheus.GaugeVec // function
 	// deadLetterErrors: function, topic (the source), reason

@@ -10,7 +10,7 @@ import (
 func TestStartForANeverCommittedPartition(t *testing.T) {
 	subscribed := time.UnixMilli(1_700_000_000_000)
 	asked := time.UnixMilli(1_600_000_000_000)
-	three := subscription{at: subscribed, partitions: 3}   // the topic had partitions 0 to 2
+	three := subscription{at: subscribed, partitions: 3}      // the topic had partitions 0 to 2
 	uncounted := subscription{at: subscribed, partitions: -1} // recorded by a release that did not count
 	none := subscription{at: subscribed, partitions: 0}       // the topic was created after the subscription
 	tests := []struct {
