@@ -50,6 +50,12 @@ type Connector struct {
 	metrics *metrics
 	catalog *catalog
 
+	// seen is when each function listed with a topic was first seen so,
+	// valid or not (a paused one is not counted): the subscription time
+	// of a trigger started later, once its annotations are fixed. Only
+	// Run's goroutine uses it.
+	seen map[string]time.Time
+
 	// filters holds the kafka-filter expressions of the last listing,
 	// compiled (or refused) once rather than at every refresh. Only Run's
 	// goroutine uses it.
@@ -109,6 +115,7 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		// interval; a look half as old serves them all.
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 		filters: make(map[string]compiledFilter),
+		seen:    make(map[string]time.Time),
 	}
 	c.metrics.registry.MustRegister(triggerCollector{c})
 	return c
@@ -240,7 +247,11 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 		s, listed := want[name]
 		switch {
 		case !listed:
-			c.log.Info("stopping trigger", "function", name, "reason", "the function is gone, unsubscribed or paused")
+			reason := "the function is gone, has no topic annotation any more, or was paused (kafka-enabled=false)"
+			if p, ok := c.problems[name]; ok {
+				reason = "its annotations cannot be used: " + p
+			}
+			c.log.Info("stopping trigger", "function", name, "reason", reason)
 			rt.abort()
 		case !reflect.DeepEqual(s, rt.spec):
 			c.log.Info("restarting trigger", "function", name, "reason", "its topics or settings changed; the new one starts once this one has drained")
@@ -256,6 +267,7 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 			continue
 		}
 		t := c.newTrigger(name, s)
+		t.seen = c.seen[name]
 		tctx, abort := context.WithCancel(triggerCtx)
 		rt := &runningTrigger{t: t, spec: s, abort: abort, done: make(chan struct{})}
 		c.triggers[name] = rt
@@ -362,6 +374,19 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 	problems := make(map[string]string)
 	illegal := make(map[string]string)
 	filters := make(map[string]compiledFilter)
+	seen := make(map[string]time.Time)
+	now := time.Now()
+	// subscribed is a function that asks for topics, from its first
+	// listing so on: its subscription begins then, even if its
+	// annotations must be fixed before it gets a trigger.
+	subscribed := func(name string) {
+		if at, ok := c.seen[name]; ok {
+			seen[name] = at
+		} else {
+			seen[name] = now
+		}
+	}
+	defer func() { c.seen = seen }()
 	for _, fn := range fns {
 		name := fn.InvokeName()
 		if err := fn.Check(); err != nil {
@@ -392,6 +417,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		settings, err := defaults.WithAnnotations(fn.Annotations)
 		if err != nil {
 			problems[name] = err.Error()
+			subscribed(name)
 			continue
 		}
 		if expr := settings.Filter; expr != "" {
@@ -402,12 +428,14 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 			filters[expr] = cf
 			if cf.err != nil {
 				problems[name] = fmt.Sprintf("annotation %s=%q does not compile: %v", types.AnnotationFilter, expr, cf.err)
+				subscribed(name)
 				continue
 			}
 		}
 		if !settings.Enabled {
 			continue
 		}
+		subscribed(name)
 		want[name] = spec{topics: topics, settings: settings}
 	}
 	// Two functions in one consumer group would split its partitions and
@@ -423,7 +451,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		slices.Sort(names)
 		for _, name := range names {
 			problems[name] = fmt.Sprintf("functions %s share the consumer group %s: give each its own kafka-group", strings.Join(names, ", "), group)
-			delete(want, name)
+			delete(want, name) // but still subscribed
 		}
 	}
 	for name, p := range problems {

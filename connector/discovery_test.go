@@ -2,6 +2,7 @@ package connector_test
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,4 +139,36 @@ func TestNotReadyWhileTheBrokersAreGone(t *testing.T) {
 
 	client.Cluster.Close()
 	testkit.Eventually(t, 60*time.Second, func() bool { return !r.Ready() }, "not ready once the brokers are gone")
+}
+
+// TestSubscribedFromFirstSight: a function first listed with a topic and an
+// annotation that cannot be used, then fixed, has subscribed since it was
+// first listed: what was written in between is delivered to it. The stop of
+// a trigger whose update broke its annotations says so.
+func TestSubscribedFromFirstSight(t *testing.T) {
+	client, gw, cfg := setup(t, "fixes")
+	broken := fn("fixed", "fixes")
+	broken.Annotations["kafka-filter"] = `value.startsWith(`
+	gw.SetFunctions(broken)
+	cfg.InitialOffset = types.StartOffset{} // latest
+	produceSpread(client, "fixes", 1)       // before the function was listed: not for it
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, func() bool { return strings.Contains(r.Logs(), "does not compile") }, "the bad filter refused")
+	produceSpread(client, "fixes", 2) // after it was listed, before it was fixed
+	gw.SetFunctions(fn("fixed", "fixes"))
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("fixed")).count("fixes") == 2*partitions },
+		"the messages written while the annotation was broken")
+	produceSpread(client, "fixes", 1)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("fixed")).count("fixes") == 3*partitions }, "and what follows")
+	for p, offs := range successes(t, gw.Calls("fixed")).offsets["fixes"] {
+		if len(offs) == 0 || offs[0] != 1 {
+			t.Errorf("partition %d delivered offsets %v, want 1 on", p, offs)
+		}
+	}
+
+	// Broken again by an update: the trigger stops, and says why.
+	gw.SetFunctions(broken)
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(r.Logs(), "its annotations cannot be used")
+	}, "the stop says the annotations cannot be used:\n%s", grep(r.Logs(), "stopping trigger"))
 }

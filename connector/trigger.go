@@ -74,6 +74,10 @@ type trigger struct {
 	// subscribed, all they hold is new to it. subscribed is when the
 	// function subscribed to each topic, and how many partitions it had
 	// then, as recorded in its commits.
+	// seen is when the connector first listed the function with a topic
+	// (zero if unknown): a subscription recorded for the first time dates
+	// from then, not from when the trigger could start.
+	seen       time.Time
 	startMu    sync.Mutex
 	late       map[string]bool
 	firstLook  time.Time
@@ -428,8 +432,15 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 		if h.late {
 			now = t.firstLookTime()
 		}
+		if !t.seen.IsZero() && t.seen.Before(now) {
+			now = t.seen
+		}
 		subscribed := t.subscribe(topic, subscriptionFor(start, h, now, int32(len(all[topic]))))
 		metadata[topic] = startMetadata(subscribed)
+		// A first subscription starts from when the function was first
+		// listed with the topic, which may be before this trigger could
+		// start (its annotations had to be fixed first).
+		h.subscribed = subscribed
 		for _, p := range claimed {
 			if group[topic][p].offset >= 0 {
 				continue
