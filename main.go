@@ -152,6 +152,11 @@ func runDev(ctx context.Context, again <-chan os.Signal, args []string, stdout, 
 	if cfg.GatewayURL == "" {
 		cfg.GatewayURL = "http://" + opts.GatewayAddr
 	}
+	// A real gateway lists functions on other topics too: dev mode feeds
+	// only those of its own topic, unless topics says otherwise.
+	if opts.GatewayURL != "" && len(cfg.Topics) == 0 {
+		cfg.Topics = []string{devmode.DemoTopic}
+	}
 	log.Info("kafka-connector starting in dev mode", "version", version, "commit", commit, "config", cfg)
 	env, err := devmode.Start(ctx, cfg, opts, log)
 	if err != nil {
@@ -192,6 +197,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated bootstrap brokers")
 	topic := fs.String("topic", devmode.DemoTopic, "topic to write to")
 	key := fs.String("key", "", "key of every message (none when empty)")
+	delim := fs.String("K", "", "split each message at the first occurrence of this delimiter into its key and value, as kcat -K does (a message without it has no key)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -203,6 +209,10 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *key != "" {
 		k = []byte(*key)
 	}
+	if *key != "" && *delim != "" {
+		fmt.Fprintf(stderr, "kafka-connector produce: -key and -K cannot be used together: -K reads each message's key from the message\n")
+		return exitUsage
+	}
 	// TLS, SASL and the protocol version come from the same variables as
 	// the connector's.
 	cfg, err := config.FromEnv()
@@ -210,7 +220,7 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stderr, "kafka-connector produce: bad configuration: %v\n", err)
 		return exitUsage
 	}
-	n, err := devmode.Produce(ctx, cfg.SaramaProducer(), strings.Split(*brokers, ","), *topic, k, fs.Args(), stdin)
+	n, err := devmode.Produce(ctx, cfg.SaramaProducer(), strings.Split(*brokers, ","), *topic, k, *delim, fs.Args(), stdin)
 	fmt.Fprintf(stdout, "%d messages written to %s\n", n, *topic)
 	if err != nil {
 		fmt.Fprintf(stderr, "kafka-connector produce: %v\n", err)

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/devmode"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/types"
 )
 
 // clearEnv unsets every variable the connector reads, in both spellings,
@@ -140,5 +142,33 @@ func TestDevModeServesTheEndpointsOfProduction(t *testing.T) {
 				t.Errorf("dev mode exited with %d, want 0:\n%s", code, stderr.String())
 			}
 		})
+	}
+}
+
+// TestDevModeWithAGatewayFeedsItsTopicOnly: against a real gateway, dev
+// mode feeds the functions of its own topic, not every function the
+// gateway lists.
+func TestDevModeWithAGatewayFeedsItsTopicOnly(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("http_addr", "127.0.0.1:0")
+	gw, url := testkit.Gateway(t)
+	gw.SetFunctions(
+		types.Function{Name: "fed", Annotations: map[string]string{"topic": devmode.DemoTopic}},
+		types.Function{Name: "elsewhere", Annotations: map[string]string{"topic": "orders"}},
+	)
+	var stdout, stderr testkit.SyncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan int, 1)
+	go func() {
+		exited <- run(ctx, nil, []string{"dev", "-kafka-addr", "127.0.0.1:0", "-gateway", url}, nil, &stdout, &stderr)
+	}()
+	testkit.Eventually(t, 30*time.Second, func() bool { return len(gw.Calls("fed")) > 0 }, "the function of the dev topic is fed:\n%s", stderr.String())
+	if strings.Contains(stderr.String(), `function=elsewhere`) {
+		t.Errorf("dev mode started a trigger for a function of another topic:\n%s", stderr.String())
+	}
+	cancel()
+	if code := <-exited; code != 0 {
+		t.Errorf("dev mode exited with %d, want 0:\n%s", code, stderr.String())
 	}
 }

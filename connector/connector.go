@@ -21,6 +21,7 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/filter"
+	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/types"
 )
@@ -230,7 +231,11 @@ func (c *Connector) refresh(ctx, triggerCtx context.Context, running *sync.WaitG
 	if err != nil {
 		if ctx.Err() == nil {
 			c.metrics.gatewayErrors.Inc()
-			c.log.Warn("cannot list functions; keeping the triggers as they are", "gateway", c.cfg.GatewayURL, "error", err)
+			attrs := []any{"gateway", c.cfg.GatewayURL, "error", err}
+			if errors.Is(err, gateway.ErrUnauthorized) {
+				attrs = append(attrs, "hint", c.authHint())
+			}
+			c.log.Warn("cannot list functions; keeping the triggers as they are", attrs...)
 		}
 		return
 	}
@@ -500,6 +505,15 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		drain:             drain,
 		measure:           make(chan struct{}, 1),
 	}
+}
+
+// authHint says what to do about a gateway that refuses to list the
+// functions: its /system/* API wants the admin credentials.
+func (c *Connector) authHint() string {
+	if !c.cfg.BasicAuth {
+		return "the gateway's API asks for its admin credentials: set basic_auth=true, and secret_mount_path to the folder holding the files basic-auth-user and basic-auth-password (the basic-auth secret of the OpenFaaS install)"
+	}
+	return "the credentials read from secret_mount_path (" + c.cfg.SecretMountPath + "/basic-auth-user and basic-auth-password) are not the gateway's: mount the basic-auth secret of the OpenFaaS install there"
 }
 
 // functionGate bounds a function's invocations in flight across its

@@ -172,3 +172,30 @@ func TestSubscribedFromFirstSight(t *testing.T) {
 		return strings.Contains(r.Logs(), "its annotations cannot be used")
 	}, "the stop says the annotations cannot be used:\n%s", grep(r.Logs(), "stopping trigger"))
 }
+
+// TestUnauthorizedListingSaysWhatToSet: a gateway that asks for
+// credentials the connector does not send gets a hint naming the settings,
+// and one that refuses those sent, a hint naming where they were read.
+func TestUnauthorizedListingSaysWhatToSet(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		basicAuth bool
+		want      string
+	}{
+		{"no credentials sent", false, "set basic_auth=true, and secret_mount_path"},
+		{"wrong credentials", true, "are not the gateway's"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, gw, cfg := setup(t, "guarded")
+			gw.Username, gw.Password = "admin", "right"
+			if tt.basicAuth {
+				cfg.BasicAuth, cfg.GatewayUser, cfg.GatewayPassword = true, "admin", "wrong"
+			}
+			r := testkit.Start(t, cfg)
+			testkit.Eventually(t, 20*time.Second, func() bool { return strings.Contains(r.Logs(), "cannot list functions") }, "a failed listing")
+			if logs := r.Logs(); !strings.Contains(logs, tt.want) || !strings.Contains(logs, "401") || strings.Contains(logs, "wrong") && tt.basicAuth {
+				t.Errorf("want a hint %q, and no password:\n%s", tt.want, grep(logs, "cannot list"))
+			}
+		})
+	}
+}

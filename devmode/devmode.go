@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,7 +112,7 @@ func Start(ctx context.Context, cfg config.Config, opts Options, log *slog.Logge
 	for i := range samples {
 		samples[i] = fmt.Sprintf(`{"sample":%d,"message":"Hello from kafka-connector"}`, i+1)
 	}
-	if _, err := Produce(ctx, e.Config.SaramaProducer(), e.Config.Brokers, DemoTopic, nil, samples, nil); err != nil {
+	if _, err := Produce(ctx, e.Config.SaramaProducer(), e.Config.Brokers, DemoTopic, nil, "", samples, nil); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("writing the sample messages: %w", err)
 	}
@@ -169,19 +170,28 @@ func startDemoGateway(addr string, out io.Writer) (*demoGateway, error) {
 
 // Produce writes one message per element of messages to topic or, when
 // messages is empty, one per line read from in. key nil writes messages
-// without a key. It returns how many were written and acknowledged. With
+// without a key. A delim that is not empty splits each message at its first
+// occurrence into a key and a value, as kcat's -K does; a message without
+// it has no key. It returns how many were written and acknowledged. With
 // sc from config.SaramaProducer, the brokers alone decide how large a
 // message may be.
-func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic string, key []byte, messages []string, in io.Reader) (int, error) {
+func Produce(ctx context.Context, sc *sarama.Config, brokers []string, topic string, key []byte, delim string, messages []string, in io.Reader) (int, error) {
 	producer, err := sarama.NewSyncProducer(brokers, sc)
 	if err != nil {
 		return 0, fmt.Errorf("connecting to %v: %w", brokers, err)
 	}
 	defer producer.Close()
 	send := func(value string) error {
+		k := key
+		if delim != "" {
+			k = nil
+			if before, after, found := strings.Cut(value, delim); found {
+				k, value = []byte(before), after
+			}
+		}
 		m := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(value)}
-		if key != nil {
-			m.Key = sarama.ByteEncoder(key)
+		if k != nil {
+			m.Key = sarama.ByteEncoder(k)
 		}
 		if _, _, err := producer.SendMessage(m); err != nil {
 			if errors.Is(err, sarama.ErrMessageSizeTooLarge) {

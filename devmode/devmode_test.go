@@ -2,6 +2,7 @@ package devmode
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
@@ -39,7 +41,7 @@ func TestDevModeShowsDeliveredRecords(t *testing.T) {
 func TestProduceReadsLinesWhenNoMessageIsGiven(t *testing.T) {
 	cluster := testkit.Cluster(t, 3, "lines")
 	cfg := testkit.Config(t, cluster, "http://unused")
-	n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "lines", []byte("k"), nil, strings.NewReader("one\ntwo\nthree\n"))
+	n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "lines", []byte("k"), "", nil, strings.NewReader("one\ntwo\nthree\n"))
 	if err != nil || n != 3 {
 		t.Fatalf("wrote %d, %v; want 3", n, err)
 	}
@@ -71,12 +73,45 @@ func TestProduceWritesWhatTheBrokersAccept(t *testing.T) {
 		{limit + 1, "max.message.bytes"},
 	}
 	for _, tc := range tests {
-		n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "large", nil, []string{strings.Repeat("m", tc.size)}, nil)
+		n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "large", nil, "", []string{strings.Repeat("m", tc.size)}, nil)
 		switch {
 		case tc.wantErr == "" && (err != nil || n != 1):
 			t.Errorf("a message of %d bytes under a limit of %d: wrote %d, %v", tc.size, limit, n, err)
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("a message of %d bytes over a limit of %d: wrote %d, %v; want an error naming %s", tc.size, limit, n, err, tc.wantErr)
 		}
+	}
+}
+
+// With a delimiter, each line carries its key, as kcat -K reads it.
+func TestProduceReadsKeysFromLines(t *testing.T) {
+	cluster := testkit.ClusterWith(t, 1, []string{"keyed"})
+	cfg := testkit.Config(t, cluster, "http://unused")
+	in := strings.NewReader("k1:v1\nk2:v:2\nno key here\n:empty key\n")
+	n, err := Produce(context.Background(), cfg.SaramaProducer(), cluster.ListenAddrs(), "keyed", nil, ":", nil, in)
+	if err != nil || n != 4 {
+		t.Fatalf("wrote %d, %v", n, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("keyed"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var got []string
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(got) < 4 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			key := "<none>"
+			if r.Key != nil {
+				key = string(r.Key)
+			}
+			got = append(got, key+"="+string(r.Value))
+		})
+	}
+	want := []string{"k1=v1", "k2=v:2", "<none>=no key here", "=empty key"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

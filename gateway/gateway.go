@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,10 @@ const (
 	// reused.
 	MaxResponseBytes = 1 << 20
 )
+
+// ErrUnauthorized is wrapped by the error of a /system/* call the gateway
+// refused for want of credentials, or for wrong ones (401).
+var ErrUnauthorized = errors.New("the gateway refuses the credentials (401 Unauthorized)")
 
 // Client talks to one gateway. Its methods may be called concurrently.
 type Client struct {
@@ -254,6 +259,9 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) (found bool, e
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxListBytes+1))
 	if err != nil {
 		return false, fmt.Errorf("GET %s: reading the answer: %w", u, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return false, fmt.Errorf("GET %s: %w: %s", u, ErrUnauthorized, snippet(body))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return false, fmt.Errorf("GET %s: status %d: %s", u, resp.StatusCode, snippet(body))
