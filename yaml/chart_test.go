@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,53 +35,12 @@ type helm struct {
 }
 
 // newHelm finds helm: the binary KAFKA_CONNECTOR_HELM names, or else the
-// pinned version, built from the Go module proxy with `go install` on the
-// first run and kept in the user's cache folder for the next ones (it
-// takes a minute or two on two cores). Only a machine without go skips the
-// chart's tests: with go, a helm that cannot be built is a failure.
+// pinned version, built from the Go module proxy on the first run (it takes
+// a minute or two on two cores) and kept in the user's cache folder.
 func newHelm(t *testing.T) helm {
 	t.Helper()
 	trackChart(t)
-	if bin := os.Getenv("KAFKA_CONNECTOR_HELM"); bin != "" {
-		return helm{bin: bin}
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the Helm chart is not checked: helm is built with go, and go is not on PATH (%v)", err)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "kafka-connector", "helm-"+helmVersion)
-	exe := "helm"
-	if runtime.GOOS == "windows" {
-		exe += ".exe"
-	}
-	bin := filepath.Join(dir, exe)
-	if _, err := os.Stat(bin); err == nil {
-		return helm{bin: bin}
-	}
-	// Built in a folder of its own and moved in place only when whole, so
-	// that an interrupted build or two runs at once leave no broken helm.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command(goCmd, "install", helmPackage+"@"+helmVersion)
-	cmd.Dir = tmp // outside this module: its go.mod has no say
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building helm: go install %s@%s: %v\n%s", helmPackage, helmVersion, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, exe), bin); err != nil {
-		t.Fatal(err)
-	}
-	return helm{bin: bin}
+	return helm{bin: goTool{name: "helm", pkg: helmPackage, version: helmVersion, env: "KAFKA_CONNECTOR_HELM"}.path(t)}
 }
 
 // trackChart reads every file of the chart, so that go test, which
