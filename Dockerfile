@@ -1,12 +1,17 @@
 # The kafka-connector image: a static binary on a distroless base, running
-# as a non-root user.
+# as a non-root user. The release workflow (.github/workflows/release.yml)
+# builds it for linux/amd64 and linux/arm64 and publishes it as
+# ghcr.io/kafka-connector/kafka-connector:<version>; before a release, build
+# and push your own (docs/install.md):
 #
-#   docker build -t kafka-connector \
+#   docker buildx build --platform linux/amd64,linux/arm64 \
 #     --build-arg VERSION=$(git describe --tags --always) \
-#     --build-arg COMMIT=$(git rev-parse --short HEAD) .
+#     --build-arg COMMIT=$(git rev-parse HEAD) \
+#     -t registry.example.com/team/kafka-connector:dev --push .
 #
-# Multi-architecture: docker buildx build --platform linux/amd64,linux/arm64 ...
-# (the binary is cross-compiled, so no emulation is needed).
+# The binary is cross-compiled on the build machine's platform, so no
+# emulation is needed. VERSION and COMMIT reach `kafka-connector version`
+# and the image's labels alike.
 
 # Go release of the build stage: at least the go line of go.mod, as the
 # golang images do not download a newer toolchain (GOTOOLCHAIN=local).

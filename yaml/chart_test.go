@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,53 +35,12 @@ type helm struct {
 }
 
 // newHelm finds helm: the binary KAFKA_CONNECTOR_HELM names, or else the
-// pinned version, built from the Go module proxy with `go install` on the
-// first run and kept in the user's cache folder for the next ones (it
-// takes a minute or two on two cores). Only a machine without go skips the
-// chart's tests: with go, a helm that cannot be built is a failure.
+// pinned version, built from the Go module proxy on the first run (it takes
+// a minute or two on two cores) and kept in the user's cache folder.
 func newHelm(t *testing.T) helm {
 	t.Helper()
 	trackChart(t)
-	if bin := os.Getenv("KAFKA_CONNECTOR_HELM"); bin != "" {
-		return helm{bin: bin}
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the Helm chart is not checked: helm is built with go, and go is not on PATH (%v)", err)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "kafka-connector", "helm-"+helmVersion)
-	exe := "helm"
-	if runtime.GOOS == "windows" {
-		exe += ".exe"
-	}
-	bin := filepath.Join(dir, exe)
-	if _, err := os.Stat(bin); err == nil {
-		return helm{bin: bin}
-	}
-	// Built in a folder of its own and moved in place only when whole, so
-	// that an interrupted build or two runs at once leave no broken helm.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command(goCmd, "install", helmPackage+"@"+helmVersion)
-	cmd.Dir = tmp // outside this module: its go.mod has no say
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building helm: go install %s@%s: %v\n%s", helmPackage, helmVersion, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, exe), bin); err != nil {
-		t.Fatal(err)
-	}
-	return helm{bin: bin}
+	return helm{bin: goTool{name: "helm", pkg: helmPackage, version: helmVersion, env: "KAFKA_CONNECTOR_HELM"}.path(t)}
 }
 
 // trackChart reads every file of the chart, so that go test, which
@@ -558,4 +516,73 @@ func tableDefault(n *yaml.Node) string {
 	enc := yaml.NewEncoder(&b)
 	_ = enc.Encode(n)
 	return "`" + strings.TrimSpace(b.String()) + "`"
+}
+
+// notes renders the chart's NOTES.txt, which helm template leaves out: a
+// copy of the chart holds it as a named template, rendered into a YAML
+// string.
+func (h helm) notes(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), filepath.Base(chartDir))
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(chartDir, "templates", "NOTES.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"_notes-preview.tpl": `{{- define "notes-preview" -}}` + string(raw) + `{{- end -}}`,
+		"notes-preview.yaml": `notes: {{ include "notes-preview" . | toJson }}`,
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, "templates", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, err := h.run(t, append([]string{"template", releaseName, dir, "--namespace", "openfaas", "--show-only", "templates/notes-preview.yaml"}, args...)...)
+	if err != nil {
+		t.Fatalf("rendering NOTES.txt %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	var doc struct {
+		Notes string `yaml:"notes"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("rendering NOTES.txt: %v\n%s", err, out)
+	}
+	return doc.Notes
+}
+
+// TestChartNotes: what helm prints after an install names the image the
+// pods run and, while it is the published one, says how to build and push
+// it instead, as no release may have published it yet.
+func TestChartNotes(t *testing.T) {
+	h := newHelm(t)
+	appVersion := readChartYAML(t).AppVersion
+	build := []string{"ImagePullBackOff", "docker buildx build --platform linux/amd64,linux/arm64", "--set image.repository=", "docs/install.md"}
+	cases := []struct {
+		name      string
+		args      []string
+		want      []string
+		wantBuild bool
+	}{
+		{"defaults", nil, []string{"ghcr.io/kafka-connector/kafka-connector:" + appVersion, "release " + appVersion + "."}, true},
+		{"another release", []string{"--set", "image.tag=9.9.9"}, []string{"ghcr.io/kafka-connector/kafka-connector:9.9.9", "release 9.9.9."}, true},
+		{"an image of its own", []string{"--set", "image.repository=registry.example.com/team/kafka-connector,image.tag=dev"}, []string{"registry.example.com/team/kafka-connector:dev"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			notes := h.notes(t, c.args...)
+			for _, want := range c.want {
+				if !strings.Contains(notes, want) {
+					t.Errorf("the notes do not say %q:\n%s", want, notes)
+				}
+			}
+			for _, b := range build {
+				if got := strings.Contains(notes, b); got != c.wantBuild {
+					t.Errorf("the notes say %q: %v, want %v:\n%s", b, got, c.wantBuild, notes)
+				}
+			}
+		})
+	}
 }

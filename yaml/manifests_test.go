@@ -4,7 +4,9 @@
 // and its default unless there is a reason), the files it reads are where
 // the volumes put them, the probes point at its endpoints, the example
 // function carries a topic and the docs list every setting with its
-// default.
+// default. They also check what publishes a release: the workflows lint
+// clean, and the release publishes the image and the chart that the
+// chart, these files and the install docs name.
 package yaml_test
 
 import (
