@@ -172,7 +172,6 @@ func (s *Scheduler[P]) clone() *Scheduler[P] {
 	c.keys.slab = slices.Clone(s.keys.slab)
 	c.keys.free = slices.Clone(s.keys.free)
 	c.keys.heap = slices.Clone(s.keys.heap)
-	c.touched = nil
 	return &c
 }
 

@@ -1,11 +1,13 @@
 package schedule
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -211,8 +213,7 @@ type Scheduler[P any] struct {
 	// drops it.
 	spare []Item[P]
 
-	keys    keyTable
-	touched []int32 // keys taken by the batch being built
+	keys keyTable
 }
 
 // New returns a scheduler for one partition, or an error naming what in p
@@ -396,47 +397,51 @@ func (s *Scheduler[P]) take(items []Item[P]) []Item[P] {
 	return items
 }
 
-// takeKeyed fills a batch under OrderKey by merging the queues of the keys
-// not in flight, lowest head first: O(log k) a message for k such keys. A
-// key taken stays eligible while the batch is built, so that its next
-// messages may follow in the same batch, and is blocked once it is built.
+// takeKeyed fills a batch under OrderKey with whole keys: the eligible key
+// whose oldest queued message is the oldest, with its queued messages in
+// offset order, then the next such key, until a message does not fit. A
+// key's messages then travel together behind its first, instead of one a
+// batch: with few keys a partition, a batch of one message of each of ten
+// keys would block ten keys for one invocation each. It costs O(log k) a
+// key for k eligible keys, and a sort of the batch when it took more than
+// one key, never a scan of the window.
 func (s *Scheduler[P]) takeKeyed(items []Item[P]) []Item[P] {
 	kt := &s.keys
-	s.touched = s.touched[:0]
 	bytes := 0
+	sorted := true
 	for len(kt.heap) > 0 {
 		ki := kt.heap[0].key
 		k := &kt.slab[ki]
-		seq := k.head
-		e := s.win.at(seq)
-		if !s.p.Fits(len(items), bytes, e.size) {
+		if !s.p.Fits(len(items), bytes, s.win.at(k.head).size) {
 			break
 		}
-		e.state = open
-		items = append(items, Item[P]{Offset: e.offset, Payload: e.payload, seq: seq})
-		bytes += e.size
-		s.eligible--
-		s.eligibleBytes -= e.size
-		if k.open == 0 {
-			s.touched = append(s.touched, ki)
+		// The key is open from now on: its queued messages that do not
+		// fit wait for this batch to finish with it.
+		kt.remove(0)
+		s.eligible -= k.queued
+		s.eligibleBytes -= k.bytes
+		for k.queued > 0 {
+			e := s.win.at(k.head)
+			if !s.p.Fits(len(items), bytes, e.size) {
+				break
+			}
+			if n := len(items); n > 0 && items[n-1].Offset > e.offset {
+				sorted = false
+			}
+			e.state = open
+			items = append(items, Item[P]{Offset: e.offset, Payload: e.payload, seq: k.head})
+			bytes += e.size
+			k.open++
+			k.queued--
+			k.bytes -= e.size
+			k.head = e.next
 		}
-		k.open++
-		k.queued--
-		k.bytes -= e.size
-		k.head = e.next
-		if k.queued == 0 {
-			kt.remove(0)
-		} else {
-			kt.advance()
+		if k.queued > 0 {
+			break // the batch is full
 		}
 	}
-	for _, ki := range s.touched {
-		k := &kt.slab[ki]
-		if k.heapIdx >= 0 {
-			kt.remove(k.heapIdx)
-			s.eligible -= k.queued
-			s.eligibleBytes -= k.bytes
-		}
+	if !sorted {
+		slices.SortFunc(items, func(a, b Item[P]) int { return cmp.Compare(a.Offset, b.Offset) })
 	}
 	return items
 }
