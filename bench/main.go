@@ -70,6 +70,7 @@ type options struct {
 	concKeys                            []int // keys of each backlog of the concurrency comparison
 	largeDelay                          time.Duration
 	bufferedBytes                       int // max_buffered_bytes of every connector phase; 0: the default
+	manyBrokers                         int // brokers of the many phase's cluster
 }
 
 func main() {
@@ -100,6 +101,7 @@ func main() {
 	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
 	flag.DurationVar(&o.largeDelay, "large-delay", 200*time.Millisecond, "how long the function of the large-message phase takes a call")
 	flag.IntVar(&o.largeMaxMessages, "large-max-messages", 10, "the connector's max_messages in the large-message phase")
+	flag.IntVar(&o.manyBrokers, "many-brokers", 3, "brokers of the embedded cluster of the many phase")
 	flag.IntVar(&o.bufferedBytes, "max-buffered-bytes", 0, "the connector's max_buffered_bytes in every phase (0: its default)")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
@@ -243,12 +245,27 @@ func run(o options) error {
 		}
 	}
 	m.loadEnd = loadAverage()
-	fmt.Print(table(o, m, runs))
+	if mainPhases(runs) {
+		fmt.Print(table(o, m, runs))
+	} else {
+		fmt.Printf("\nMachine: %s at the start, %s at the end.\n", m, m.loadEnd)
+	}
 	fmt.Print(concTable(o, runs, keyCounts))
 	if many != nil {
 		fmt.Print(many.table())
 	}
 	return nil
+}
+
+// mainPhases reports whether the runs measured any phase of the main
+// table, beside the concurrency comparison.
+func mainPhases(runs []runResult) bool {
+	for _, r := range runs {
+		if len(r.bare) > 0 || len(r.batches) > 0 || r.filtered != nil || r.small != nil || r.large != nil || r.latency != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *bench) phase(name string) bool {
