@@ -167,7 +167,7 @@ func (s *Scheduler[P]) clone() *Scheduler[P] {
 		cb.Batch = Batch[P]{ID: b.ID, Items: cb.items[len(b.items)-len(b.Items):]}
 		c.batches[id] = &cb
 	}
-	c.spare = nil
+	c.spare, c.order, c.moved = nil, nil, nil
 	c.keys.index = maps.Clone(s.keys.index)
 	c.keys.slab = slices.Clone(s.keys.slab)
 	c.keys.free = slices.Clone(s.keys.free)

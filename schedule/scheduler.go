@@ -212,6 +212,9 @@ type Scheduler[P any] struct {
 	// fill: a busy partition builds its batches without allocating. Trim
 	// drops it.
 	spare []Item[P]
+	// order and moved are sortItems' room, kept for the next batch.
+	order []uint64
+	moved []Item[P]
 
 	keys keyTable
 }
@@ -365,7 +368,7 @@ type flying[P any] struct {
 
 // Trim drops what the scheduler keeps to build the next batch, for a
 // partition with nothing to do: a thousand idle partitions keep nothing.
-func (s *Scheduler[P]) Trim() { s.spare = nil }
+func (s *Scheduler[P]) Trim() { s.spare, s.order, s.moved = nil, nil, nil }
 
 // Fits reports whether a message of size may join a batch of n messages
 // and bytes so far: the rule by which Next fills a batch.
@@ -441,9 +444,32 @@ func (s *Scheduler[P]) takeKeyed(items []Item[P]) []Item[P] {
 		}
 	}
 	if !sorted {
-		slices.SortFunc(items, func(a, b Item[P]) int { return cmp.Compare(a.Offset, b.Offset) })
+		s.sortItems(items)
 	}
 	return items
+}
+
+// sortItems puts a batch in offset order, which is the order of the
+// items' sequence numbers. It sorts plain integers, each an item's place
+// in the window above its index in the batch, and then moves the items:
+// sorting the items themselves through a comparison function cost more
+// than building the rest of the batch.
+func (s *Scheduler[P]) sortItems(items []Item[P]) {
+	if s.win.n >= 1<<32 || len(items) >= 1<<32 {
+		slices.SortFunc(items, func(a, b Item[P]) int { return cmp.Compare(a.seq, b.seq) })
+		return
+	}
+	order := s.order[:0]
+	for i, it := range items {
+		order = append(order, (it.seq-s.win.head)<<32|uint64(i))
+	}
+	slices.Sort(order)
+	moved := append(s.moved[:0], items...)
+	for i, o := range order {
+		items[i] = moved[uint32(o)]
+	}
+	clear(moved) // keep no message alive
+	s.order, s.moved = order[:0], moved[:0]
 }
 
 // Done reports that a batch is finished: it succeeded, or it was given up
