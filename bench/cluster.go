@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,12 +48,18 @@ func messageValue(v []byte, stamp int64) []byte {
 // acknowledged. Values are not compressed, so that the consumers measure
 // reading and delivering, not decompressing.
 func produceBacklog(ctx context.Context, brokers []string, topic string, partitions int32, n, size int) error {
-	return produceKeyed(ctx, brokers, topic, partitions, n, size, 0)
+	_, err := produceKeyed(ctx, brokers, topic, partitions, n, size, 0)
+	return err
 }
 
 // produceKeyed is produceBacklog with keys: message i has the key "k<i mod
-// keys>" (no key when keys is 0).
-func produceKeyed(ctx context.Context, brokers []string, topic string, partitions int32, n, size, keys int) error {
+// keys>" (no key when keys is 0), and a keyed message goes to the partition
+// Kafka's default partitioner gives its key (murmur2 of the key, as the
+// Java client, franz-go's default and sarama's murmur2 hash partitioner
+// place it), so that each key is in one partition, as users' keys are.
+// Messages without a key go round robin, one partition after another. It
+// returns how many distinct keys each partition holds.
+func produceKeyed(ctx context.Context, brokers []string, topic string, partitions int32, n, size, keys int) ([]int, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -62,17 +69,27 @@ func produceKeyed(ctx context.Context, brokers []string, topic string, partition
 		kgo.MaxBufferedRecords(200_000),
 	)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	var (
 		mu       sync.Mutex
 		firstErr error
 	)
+	// The partitioner is asked here, once a key, rather than given to the
+	// client, to count the keys of each partition; it is the same choice.
+	placer := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+	keyPartition := make([]int32, keys)
+	perPartition := make([]int, partitions)
+	for k := range keys {
+		keyPartition[k] = int32(placer.Partition(&kgo.Record{Key: keyOf(k)}, int(partitions)))
+		perPartition[keyPartition[k]]++
+	}
 	for i := range n {
 		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: messageValue(make([]byte, 0, size), int64(i))}
 		if keys > 0 {
-			r.Key = []byte("k" + strconv.Itoa(i%keys))
+			r.Key = keyOf(i % keys)
+			r.Partition = keyPartition[i%keys]
 		}
 		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -85,12 +102,21 @@ func produceKeyed(ctx context.Context, brokers []string, topic string, partition
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if firstErr != nil {
-		return fmt.Errorf("producing to %s: %w", topic, firstErr)
+		return nil, fmt.Errorf("producing to %s: %w", topic, firstErr)
 	}
-	return nil
+	return perPartition, nil
+}
+
+// keyOf is the key of the messages of key number k, and keyNumber reads it
+// back from a record's msgKey.
+func keyOf(k int) []byte { return []byte("k" + strconv.Itoa(k)) }
+
+func keyNumber(msgKey string) (int, bool) {
+	k, err := strconv.Atoi(strings.TrimPrefix(msgKey, "k"))
+	return k, err == nil && strings.HasPrefix(msgKey, "k")
 }
 
 // produceSteadily writes rate messages a second to topic, round robin over

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/types"
 )
 
 // sink is the trivial function the connector feeds: it checks that every
@@ -26,6 +27,16 @@ type sink struct {
 	// the connector, and decoding every record with encoding/json would
 	// take most of it, measuring the function more than the connector.
 	decodeAll bool
+
+	// keyOrder, when set, holds for each key number (see keyOf) the
+	// highest stamp received: every event is decoded, and a record whose
+	// stamp is lower than its key's counts as out of order. The stamp of a
+	// keyed backlog is the offset order within a key (see produceKeyed),
+	// and a record is counted before its call is answered, so before the
+	// next batch of its key can start.
+	keyOrder   []int64
+	orderMu    sync.Mutex
+	outOfOrder atomic.Int64
 
 	records, invocations, bad atomic.Int64
 
@@ -69,7 +80,7 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 		}
 	}
 	now := time.Now()
-	if !s.decodeAll && s.delay == nil && s.invocations.Load()%decodeEvery != 0 {
+	if !s.decodeAll && s.delay == nil && s.keyOrder == nil && s.invocations.Load()%decodeEvery != 0 {
 		// A quote inside a JSON string is always escaped, so in a valid
 		// event this counts the records exactly.
 		n := bytes.Count(c.Body, recordStart)
@@ -85,6 +96,9 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 		s.bad.Add(1)
 		return http.StatusOK, nil // counted as a failure of the run, not retried
 	}
+	if s.keyOrder != nil {
+		s.checkKeyOrder(e.Records)
+	}
 	for _, r := range e.Records {
 		if len(r.Ckafka.MsgBody) != s.size || r.Ckafka.MsgBodyEncoding != "" || s.check != nil && !s.check(r.Ckafka.MsgBody) {
 			s.bad.Add(1)
@@ -98,6 +112,24 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 	}
 	s.count(len(e.Records), now)
 	return http.StatusOK, nil
+}
+
+func (s *sink) checkKeyOrder(records []types.EventRecord) {
+	s.orderMu.Lock()
+	defer s.orderMu.Unlock()
+	for _, r := range records {
+		k, ok := keyNumber(r.Ckafka.MsgKey)
+		stamp, _, _ := strings.Cut(r.Ckafka.MsgBody, " ")
+		n, err := strconv.ParseInt(stamp, 10, 64)
+		if !ok || k >= len(s.keyOrder) || err != nil {
+			s.bad.Add(1)
+			continue
+		}
+		if n < s.keyOrder[k] {
+			s.outOfOrder.Add(1)
+		}
+		s.keyOrder[k] = max(s.keyOrder[k], n)
+	}
 }
 
 // count records an invocation of n records received at now.

@@ -67,8 +67,10 @@ type options struct {
 	// function that takes largeDelay a call, largeMaxMessages a batch.
 	largeN, largeSize, largeMaxMessages int
 	concN                               int
+	concKeys                            []int // keys of each backlog of the concurrency comparison
 	largeDelay                          time.Duration
 	bufferedBytes                       int // max_buffered_bytes of every connector phase; 0: the default
+	manyBrokers                         int // brokers of the many phase's cluster
 }
 
 func main() {
@@ -92,12 +94,14 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
+	concKeys := flag.String("concurrency-keys", "1000,120,12000", "keys of the concurrency comparison's backlogs, comma-separated: every phase runs over the first, ordering=key over the others too")
 	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
 	flag.DurationVar(&o.largeDelay, "large-delay", 200*time.Millisecond, "how long the function of the large-message phase takes a call")
 	flag.IntVar(&o.largeMaxMessages, "large-max-messages", 10, "the connector's max_messages in the large-message phase")
+	flag.IntVar(&o.manyBrokers, "many-brokers", 3, "brokers of the embedded cluster of the many phase")
 	flag.IntVar(&o.bufferedBytes, "max-buffered-bytes", 0, "the connector's max_buffered_bytes in every phase (0: its default)")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
@@ -131,6 +135,13 @@ func main() {
 		if !set["large-n"] {
 			o.largeN = 1200
 		}
+	}
+	for _, f := range strings.Split(*concKeys, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < 1 {
+			log.Fatalf("bench: -concurrency-keys %q: want positive whole numbers, comma-separated", *concKeys)
+		}
+		o.concKeys = append(o.concKeys, k)
 	}
 	if o.n1 <= 0 || o.n1 > o.n {
 		o.n1 = o.n
@@ -167,7 +178,10 @@ func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall, topicLarge, topicKeyed}
+	topics := []string{topicBacklog, topicSmall, topicLarge}
+	for _, k := range o.concKeys {
+		topics = append(topics, keyedTopic(k))
+	}
 	for r := 1; r <= o.runs; r++ {
 		topics = append(topics, latencyTopic(r))
 	}
@@ -198,9 +212,15 @@ func run(o options) error {
 			return err
 		}
 	}
-	if b.phase("concurrency") {
-		if err := produceKeyed(ctx, b.brokers, topicKeyed, int32(o.partitions), o.concN, o.size, concKeys); err != nil {
-			return err
+	keyCounts := map[int][]int{}
+	if b.phase("concurrency") || b.phase("concurrency-key") {
+		for _, k := range o.concKeys {
+			counts, err := produceKeyed(ctx, b.brokers, keyedTopic(k), int32(o.partitions), o.concN, o.size, k)
+			if err != nil {
+				return err
+			}
+			keyCounts[k] = counts
+			log.Printf("%d keys placed by murmur2: %s a partition", k, keysPerPartition(counts))
 		}
 	}
 	log.Printf("backlogs written in %v", time.Since(start).Round(time.Millisecond))
@@ -225,12 +245,27 @@ func run(o options) error {
 		}
 	}
 	m.loadEnd = loadAverage()
-	fmt.Print(table(o, m, runs))
-	fmt.Print(concTable(o, runs))
+	if mainPhases(runs) {
+		fmt.Print(table(o, m, runs))
+	} else {
+		fmt.Printf("\nMachine: %s at the start, %s at the end.\n", m, m.loadEnd)
+	}
+	fmt.Print(concTable(o, runs, keyCounts))
 	if many != nil {
 		fmt.Print(many.table())
 	}
 	return nil
+}
+
+// mainPhases reports whether the runs measured any phase of the main
+// table, beside the concurrency comparison.
+func mainPhases(runs []runResult) bool {
+	for _, r := range runs {
+		if len(r.bare) > 0 || len(r.batches) > 0 || r.filtered != nil || r.small != nil || r.large != nil || r.latency != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *bench) phase(name string) bool {
@@ -256,8 +291,9 @@ type runResult struct {
 	filtered *phaseResult
 	small    *phaseResult // the connector, max_messages=1, backlog n/smallerBy
 	large    *phaseResult // the connector, large messages, a slow function
-	// conc are the phases of the concurrency comparison, in concPhases' order.
-	conc    []*phaseResult
+	// conc are the phases of the concurrency comparison, in the order
+	// they ran.
+	conc    []concResult
 	latency *latencyResult
 }
 
@@ -352,13 +388,20 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		}
 		rr.large = p
 	}
-	if b.phase("concurrency") {
-		for _, cp := range concPhases {
-			p, err := b.throughput(r, phaseSpec{name: cp.name, topic: topicKeyed, maxMessages: cp.maxMessages, target: b.concN, size: b.size, slow: cp.slow, env: cp.env})
-			if err != nil {
-				return rr, fmt.Errorf("connector, %s: %w", cp.name, err)
+	if b.phase("concurrency") || b.phase("concurrency-key") {
+		for i, keys := range b.concKeys {
+			phases := concPhases
+			if i > 0 || !b.phase("concurrency") {
+				phases = []concPhase{concKeyPhase}
 			}
-			rr.conc = append(rr.conc, p)
+			for _, cp := range phases {
+				name := fmt.Sprintf("%s, %d keys", cp.name, keys)
+				p, err := b.throughput(r, phaseSpec{name: name, topic: keyedTopic(keys), maxMessages: cp.maxMessages, target: b.concN, size: b.size, slow: cp.slow, env: cp.env, keyOrder: cp.keyed, keys: keys})
+				if err != nil {
+					return rr, fmt.Errorf("connector, %s: %w", name, err)
+				}
+				rr.conc = append(rr.conc, concResult{phase: cp, keys: keys, phaseResult: p})
+			}
 		}
 	}
 	if b.phase("latency") {
@@ -423,6 +466,10 @@ type phaseSpec struct {
 	slow time.Duration
 	// env is more configuration of the connector, such as ordering.
 	env []string
+	// keyOrder makes the function check that the messages of each of keys
+	// keys arrive in their order (see sink.keyOrder).
+	keyOrder bool
+	keys     int
 	// expr, when set, is the function's kafka-filter: target messages are
 	// read and the phase ends when the function has received those that
 	// pass.
@@ -461,6 +508,9 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 			}
 		}
 		s.slow = ps.slow
+		if ps.keyOrder {
+			s.keyOrder = make([]int64, ps.keys)
+		}
 		if topic == topicBacklog && maxMessages == 1 && b.n/smallerBy <= target {
 			s.checkpoint = int64(b.n / smallerBy)
 		}
@@ -548,6 +598,9 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 	if s != nil {
 		if bad := s.bad.Load(); bad > 0 {
 			return nil, fmt.Errorf("the function received %d malformed events or records", bad)
+		}
+		if n := s.outOfOrder.Load(); n > 0 {
+			return nil, fmt.Errorf("the function received %d messages before an earlier message of their key", n)
 		}
 		p.invocations = s.invocations.Load()
 	}

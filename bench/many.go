@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
@@ -17,9 +19,12 @@ import (
 
 // The "many" phase: what a thousand subscribed functions cost one replica.
 // 1,000 functions are spread over 10 topics of 3 partitions, each topic
-// holding one message per partition, with the default rebuild_interval.
-// It reports how long until every function received its first messages,
-// then the process's CPU while nothing flows, and its memory.
+// holding one message per partition, with the default rebuild_interval,
+// on an embedded cluster of its own of -many-brokers brokers (3 by
+// default, as real clusters have at least), each partition led by one of
+// them at random. It reports how long until every function received its
+// first messages, then the process's CPU while nothing flows, its memory,
+// and its connections to the brokers.
 
 const (
 	manyFunctions = 1000
@@ -33,12 +38,25 @@ type manyResult struct {
 	idleCPU  float64       // share of one core while idle
 	rss      int64         // resident memory at the end of the idle window
 	peakRSS  int64
+	brokers  int
+	conns    int // established connections to the brokers, idle
+	// leaders is how many partitions each broker leads.
+	leaders map[int32]int
+	// fetchers is the connections the functions need to fetch: for each,
+	// one to each broker leading a partition of its topic.
+	fetchers int
 }
 
 func (b *bench) many() (*manyResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(b.manyBrokers))
+	if err != nil {
+		return nil, fmt.Errorf("starting %d brokers: %w", b.manyBrokers, err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +70,23 @@ func (b *bench) many() (*manyResult, error) {
 			recs = append(recs, &kgo.Record{Topic: t, Partition: p, Value: []byte("hello")})
 		}
 	}
-	if _, err := kadm.NewClient(cl).CreateTopics(ctx, manyParts, 1, nil, topics...); err != nil {
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, manyParts, 1, nil, topics...); err != nil {
 		return nil, fmt.Errorf("creating the topics: %w", err)
+	}
+	leaders := map[int32]int{}
+	topicLeaders := map[string]int{} // brokers leading a partition of each topic
+	md, err := adm.Metadata(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the topics' leaders: %w", err)
+	}
+	for _, t := range md.Topics {
+		distinct := map[int32]bool{}
+		for _, p := range t.Partitions {
+			leaders[p.Leader]++
+			distinct[p.Leader] = true
+		}
+		topicLeaders[t.Topic] = len(distinct)
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return nil, fmt.Errorf("writing a message to each partition: %w", err)
@@ -86,13 +119,18 @@ func (b *bench) many() (*manyResult, error) {
 
 	env := []string{
 		"gateway_url=" + b.gwURL,
-		"broker_hosts=" + b.brokers[0],
+		"broker_hosts=" + strings.Join(brokers, ","),
 		"group=bench-many",
 		"initial_offset=earliest",
 		"log_level=warn",
 	}
 	started := time.Now()
-	c, err := startChild(childOptions{kind: "connector"}, env)
+	co := childOptions{kind: "connector"}
+	if b.profileDir != "" {
+		// The CPU profile of the idle window, between the two marks.
+		co.cpuProfile = fmt.Sprintf("%s/many-%d-brokers-idle.cpu.pprof", b.profileDir, b.manyBrokers)
+	}
+	c, err := startChild(co, env)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +150,10 @@ func (b *bench) many() (*manyResult, error) {
 		}
 	}
 	mu.Unlock()
-	r := &manyResult{allFirst: last.Sub(started)}
+	r := &manyResult{allFirst: last.Sub(started), brokers: b.manyBrokers, leaders: leaders}
+	for i := range manyFunctions {
+		r.fetchers += topicLeaders[topics[i%manyTopics]]
+	}
 
 	// Idle: every message is delivered; wait for the commits and the
 	// groups to settle, then measure a window with nothing flowing.
@@ -127,24 +168,28 @@ func (b *bench) many() (*manyResult, error) {
 		return nil, err
 	}
 	r.idleCPU = (m1.CPU - m0.CPU).Seconds() / manyIdle.Seconds()
+	if r.conns, err = procConnections(c.pid(), brokers); err != nil {
+		return nil, err
+	}
 	if r.rss, err = procRSS(c.pid(), "VmRSS:"); err != nil {
 		return nil, err
 	}
 	if r.peakRSS, err = procPeakRSS(c.pid()); err != nil {
 		return nil, err
 	}
-	log.Printf("many functions: %d functions on %d topics of %d partitions: all received their first messages %v after start; idle %.1f%% of a core; RSS %.0f MiB (peak %.0f MiB)",
-		manyFunctions, manyTopics, manyParts, r.allFirst.Round(100*time.Millisecond), 100*r.idleCPU, mib(r.rss), mib(r.peakRSS))
+	log.Printf("many functions: %d functions on %d topics of %d partitions, %d brokers leading %v partitions: all received their first messages %v after start; idle %.1f%% of a core; RSS %.0f MiB (peak %.0f MiB); %d connections to the brokers, of which the fetches need %d",
+		manyFunctions, manyTopics, manyParts, r.brokers, r.leaders, r.allFirst.Round(100*time.Millisecond), 100*r.idleCPU, mib(r.rss), mib(r.peakRSS), r.conns, r.fetchers)
 	return r, nil
 }
 
 // table is the phase's part of the report, with its targets.
 func (r *manyResult) table() string {
 	return fmt.Sprintf(`
-| %d functions, %d topics of %d partitions, one replica | measured | target |
+| %d functions, %d topics of %d partitions, one replica, %d broker(s) | measured | target |
 |---|---|---|
 | every function's first messages | %v after start | within 20 s |
 | idle CPU, default rebuild_interval | %.1f%% of a core | under 10%% |
 | resident memory | %.0f MiB (peak %.0f MiB) | under 400 MiB |
-`, manyFunctions, manyTopics, manyParts, r.allFirst.Round(100*time.Millisecond), 100*r.idleCPU, mib(r.rss), mib(r.peakRSS))
+| connections to the brokers, idle | %d, of which %d to fetch (one a function and broker leading a partition of its topic) | – |
+`, manyFunctions, manyTopics, manyParts, r.brokers, r.allFirst.Round(100*time.Millisecond), 100*r.idleCPU, mib(r.rss), mib(r.peakRSS), r.conns, r.fetchers)
 }

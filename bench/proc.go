@@ -124,3 +124,44 @@ func procRSS(pid int, field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
+
+// procConnections counts the established TCP connections of process pid to
+// the addresses (host:port, IPv4 loopback) given.
+func procConnections(pid int, addrs []string) (int, error) {
+	inodes := map[string]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	ports := map[string]bool{}
+	for _, a := range addrs {
+		_, port, _ := strings.Cut(a, ":")
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return 0, fmt.Errorf("broker address %q: %w", a, err)
+		}
+		ports[fmt.Sprintf("%04X", p)] = true
+	}
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(table), "\n")[1:] {
+		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "01" || !inodes[f[9]] {
+			continue
+		}
+		if _, port, ok := strings.Cut(f[2], ":"); ok && ports[port] {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -42,9 +42,10 @@ func checkEncoder(t *testing.T, o schedule.Ordering, rng *rand.Rand, lend bool) 
 		concurrency = 1 + rng.IntN(4)
 	}
 	maxMessages, maxBytes := 1+rng.IntN(12), 1024+rng.IntN(2048)
+	settings := types.TriggerSettings{Ordering: o, MaxMessages: maxMessages, MaxBytes: maxBytes}
 	sched, err := schedule.New[record](schedule.Policy{
 		Ordering: o, Concurrency: concurrency, MaxMessages: maxMessages, MaxBytes: bodyBudget(maxBytes),
-		Window: concurrency * maxMessages, WindowBytes: concurrency * bodyBudget(maxBytes),
+		Window: windowOf(settings, concurrency), WindowBytes: windowBytes(settings, concurrency),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -84,18 +84,13 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 	timer.Stop()
 	m := t.metrics.partition(t.function, claim.Topic(), claim.Partition())
 	concurrency := s.InFlightPerPartition()
-	// The window holds the batches that may be in flight and no more:
-	// sarama's queue of the partition (max_messages, see config.readAhead)
-	// already holds the next batch, so that what a partition keeps beyond
-	// its batches in flight is the read-ahead budget, as docs/operating.md's
-	// memory formula counts it.
 	sched, err := schedule.New[record](schedule.Policy{
 		Ordering:    s.Ordering,
 		Concurrency: concurrency,
 		MaxMessages: s.MaxMessages,
 		MaxBytes:    bodyBudget(s.MaxBytes),
-		Window:      concurrency * s.MaxMessages,
-		WindowBytes: concurrency * bodyBudget(s.MaxBytes),
+		Window:      windowOf(s, concurrency),
+		WindowBytes: windowBytes(s, concurrency),
 	})
 	if err != nil {
 		// The settings were checked when they were read.

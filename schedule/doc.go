@@ -24,11 +24,13 @@
 //   - reports Done(id) when the batch succeeded or was given up on;
 //   - marks Committable for commit after Skip, Done or Partial.
 //
-// A batch takes the eligible messages in offset order while it holds fewer
-// than MaxMessages and the sum of their Size stays within MaxBytes; its
-// first message is always taken, so that an oversized message goes alone.
-// It stops at the first eligible message that does not fit, so that no
-// message is overtaken by a later one of the same ordering. Next(false)
+// A batch takes eligible messages while it holds fewer than MaxMessages and
+// the sum of their Size stays within MaxBytes; its first message is always
+// taken, so that an oversized message goes alone. Under OrderPartition and
+// OrderNone it takes them in offset order; under OrderKey, key by key (see
+// below). It stops at the first eligible message that does not fit, so
+// that no message is overtaken by a later one of the same ordering, and it
+// holds its messages in offset order. Next(false)
 // returns only a batch that could not get fuller by waiting: it is full,
 // or the window is. At most Concurrency batches are open at once, and at
 // most Limit, which back-pressure lowers (see AIMD and SetLimit).
@@ -41,11 +43,15 @@
 //     same code as OrderNone, and one batch in flight at a time is what
 //     makes its batches contiguous runs of offsets in offset order: the
 //     connector's behaviour before orderings existed, batch for batch.
-//   - OrderKey: the messages of the keys that have nothing open. Once a
-//     batch holds a message of a key, every later queued message of the key
-//     may follow in the same batch (behind it), and none may go in another
-//     batch until the batch is finished with the key: Done, or a Partial
-//     that finishes all its messages of that key. So a message is first
+//   - OrderKey: the messages of the keys that have nothing open. A batch
+//     takes whole keys: the key of the oldest eligible message with all its
+//     queued messages, then the key of the oldest one left, and so on, so
+//     that a key's messages travel together behind its first instead of
+//     one a batch (with ten keys a partition, batches of one message of
+//     each key would hold every key for one invocation a message). Once a
+//     batch holds a message of a key, no message of the key may go in
+//     another batch until the batch is finished with the key: Done, or a
+//     Partial that finishes all its messages of that key. So a message is first
 //     sent only after every earlier message of its key finished, or in the
 //     same batch behind them, and two open batches never share a key. A key
 //     in flight or retrying holds back its own messages only; the others go
@@ -93,11 +99,12 @@
 //
 // Add, Skip, Done and Partial cost O(1) a message, and so does Next without
 // keys (OrderPartition, OrderNone): the queued messages are then always the
-// window's tail, read from a cursor. Under OrderKey, Next merges the queues
-// of the eligible keys, kept in a heap by their oldest message: O(log k) a
-// message for k eligible keys, never a scan of the window; Add and Done
-// cost O(log k) when they make a key eligible. Each batch allocates its
-// slice of items, once.
+// window's tail, read from a cursor. Under OrderKey, Next takes the eligible
+// keys from a heap ordered by their oldest message, O(log k) a key for k
+// eligible keys, follows each key's queue, O(1) a message, and sorts the
+// batch by offset when it took more than one key; never a scan of the
+// window. Add and Done cost O(log k) when they make a key eligible. A busy
+// partition's batches reuse the items of the last batch done.
 //
 // # Limits and back-pressure
 //

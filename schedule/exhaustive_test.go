@@ -167,12 +167,11 @@ func (s *Scheduler[P]) clone() *Scheduler[P] {
 		cb.Batch = Batch[P]{ID: b.ID, Items: cb.items[len(b.items)-len(b.Items):]}
 		c.batches[id] = &cb
 	}
-	c.spare = nil
+	c.spare, c.order, c.moved = nil, nil, nil
 	c.keys.index = maps.Clone(s.keys.index)
 	c.keys.slab = slices.Clone(s.keys.slab)
 	c.keys.free = slices.Clone(s.keys.free)
 	c.keys.heap = slices.Clone(s.keys.heap)
-	c.touched = nil
 	return &c
 }
 

@@ -177,6 +177,22 @@ func (m *model) expected(flush bool) []int {
 	if !flush && len(eligible) < m.p.MaxMessages && bytes <= m.p.MaxBytes && !m.full() {
 		return nil
 	}
+	if m.keyed() {
+		// Whole keys, the key of the oldest eligible message first: all
+		// its queued messages, then the next key's, until one does not
+		// fit; the batch in offset order.
+		var byKey [][]int
+		at := map[string]int{}
+		for _, i := range eligible {
+			k := m.msgs[i].key
+			if _, ok := at[k]; !ok {
+				at[k] = len(byKey)
+				byKey = append(byKey, nil)
+			}
+			byKey[at[k]] = append(byKey[at[k]], i)
+		}
+		eligible = slices.Concat(byKey...)
+	}
 	var batch []int
 	bytes = 0
 	for _, i := range eligible {
@@ -187,6 +203,7 @@ func (m *model) expected(flush bool) []int {
 		batch = append(batch, i)
 		bytes += g.size
 	}
+	slices.Sort(batch)
 	return batch
 }
 

@@ -1,11 +1,13 @@
 package schedule
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -210,9 +212,11 @@ type Scheduler[P any] struct {
 	// fill: a busy partition builds its batches without allocating. Trim
 	// drops it.
 	spare []Item[P]
+	// order and moved are sortItems' room, kept for the next batch.
+	order []uint64
+	moved []Item[P]
 
-	keys    keyTable
-	touched []int32 // keys taken by the batch being built
+	keys keyTable
 }
 
 // New returns a scheduler for one partition, or an error naming what in p
@@ -364,7 +368,7 @@ type flying[P any] struct {
 
 // Trim drops what the scheduler keeps to build the next batch, for a
 // partition with nothing to do: a thousand idle partitions keep nothing.
-func (s *Scheduler[P]) Trim() { s.spare = nil }
+func (s *Scheduler[P]) Trim() { s.spare, s.order, s.moved = nil, nil, nil }
 
 // Fits reports whether a message of size may join a batch of n messages
 // and bytes so far: the rule by which Next fills a batch.
@@ -396,49 +400,76 @@ func (s *Scheduler[P]) take(items []Item[P]) []Item[P] {
 	return items
 }
 
-// takeKeyed fills a batch under OrderKey by merging the queues of the keys
-// not in flight, lowest head first: O(log k) a message for k such keys. A
-// key taken stays eligible while the batch is built, so that its next
-// messages may follow in the same batch, and is blocked once it is built.
+// takeKeyed fills a batch under OrderKey with whole keys: the eligible key
+// whose oldest queued message is the oldest, with its queued messages in
+// offset order, then the next such key, until a message does not fit. A
+// key's messages then travel together behind its first, instead of one a
+// batch: with few keys a partition, a batch of one message of each of ten
+// keys would block ten keys for one invocation each. It costs O(log k) a
+// key for k eligible keys, and a sort of the batch when it took more than
+// one key, never a scan of the window.
 func (s *Scheduler[P]) takeKeyed(items []Item[P]) []Item[P] {
 	kt := &s.keys
-	s.touched = s.touched[:0]
 	bytes := 0
+	sorted := true
 	for len(kt.heap) > 0 {
 		ki := kt.heap[0].key
 		k := &kt.slab[ki]
-		seq := k.head
-		e := s.win.at(seq)
-		if !s.p.Fits(len(items), bytes, e.size) {
+		if !s.p.Fits(len(items), bytes, s.win.at(k.head).size) {
 			break
 		}
-		e.state = open
-		items = append(items, Item[P]{Offset: e.offset, Payload: e.payload, seq: seq})
-		bytes += e.size
-		s.eligible--
-		s.eligibleBytes -= e.size
-		if k.open == 0 {
-			s.touched = append(s.touched, ki)
+		// The key is open from now on: its queued messages that do not
+		// fit wait for this batch to finish with it.
+		kt.remove(0)
+		s.eligible -= k.queued
+		s.eligibleBytes -= k.bytes
+		for k.queued > 0 {
+			e := s.win.at(k.head)
+			if !s.p.Fits(len(items), bytes, e.size) {
+				break
+			}
+			if n := len(items); n > 0 && items[n-1].Offset > e.offset {
+				sorted = false
+			}
+			e.state = open
+			items = append(items, Item[P]{Offset: e.offset, Payload: e.payload, seq: k.head})
+			bytes += e.size
+			k.open++
+			k.queued--
+			k.bytes -= e.size
+			k.head = e.next
 		}
-		k.open++
-		k.queued--
-		k.bytes -= e.size
-		k.head = e.next
-		if k.queued == 0 {
-			kt.remove(0)
-		} else {
-			kt.advance()
+		if k.queued > 0 {
+			break // the batch is full
 		}
 	}
-	for _, ki := range s.touched {
-		k := &kt.slab[ki]
-		if k.heapIdx >= 0 {
-			kt.remove(k.heapIdx)
-			s.eligible -= k.queued
-			s.eligibleBytes -= k.bytes
-		}
+	if !sorted {
+		s.sortItems(items)
 	}
 	return items
+}
+
+// sortItems puts a batch in offset order, which is the order of the
+// items' sequence numbers. It sorts plain integers, each an item's place
+// in the window above its index in the batch, and then moves the items:
+// sorting the items themselves through a comparison function cost more
+// than building the rest of the batch.
+func (s *Scheduler[P]) sortItems(items []Item[P]) {
+	if s.win.n >= 1<<32 || len(items) >= 1<<32 {
+		slices.SortFunc(items, func(a, b Item[P]) int { return cmp.Compare(a.seq, b.seq) })
+		return
+	}
+	order := s.order[:0]
+	for i, it := range items {
+		order = append(order, (it.seq-s.win.head)<<32|uint64(i))
+	}
+	slices.Sort(order)
+	moved := append(s.moved[:0], items...)
+	for i, o := range order {
+		items[i] = moved[uint32(o)]
+	}
+	clear(moved) // keep no message alive
+	s.order, s.moved = order[:0], moved[:0]
 }
 
 // Done reports that a batch is finished: it succeeded, or it was given up
