@@ -22,6 +22,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/schema"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -49,6 +50,12 @@ type Connector struct {
 	live    map[*runningTrigger]bool
 	metrics *metrics
 	catalog *catalog
+
+	// registry decodes the triggers' keys and values that are written
+	// through the schema registry; nil when none is configured, or when
+	// registryErr says why it could not be set up.
+	registry    *schema.Registry
+	registryErr error
 
 	// filters holds the kafka-filter expressions of the last listing,
 	// compiled (or refused) once rather than at every refresh. Only Run's
@@ -96,7 +103,7 @@ type spec struct {
 // New returns a connector between the gateway and the Kafka cluster that
 // cfg describes.
 func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
-	return &Connector{
+	c := &Connector{
 		cfg:      cfg,
 		gateway:  gw,
 		log:      log,
@@ -110,6 +117,10 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 		filters: make(map[string]compiledFilter),
 	}
+	if o, ok := cfg.SchemaRegistry(); ok {
+		c.registry, c.registryErr = schema.New(o)
+	}
+	return c
 }
 
 // Metrics returns the registry of the connector's Prometheus metrics, to be
@@ -364,6 +375,10 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 				continue
 			}
 		}
+		if _, err := c.decodingFor(settings); err != nil {
+			problems[name] = err.Error()
+			continue
+		}
 		if !settings.Enabled {
 			continue
 		}
@@ -410,7 +425,9 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 
 func (c *Connector) newTrigger(function string, s spec) *trigger {
 	draining, drain := context.WithCancel(context.Background())
+	decoding, _ := c.decodingFor(s.settings) // checked by specs
 	return &trigger{
+		decoding:          decoding,
 		function:          function,
 		topics:            s.topics,
 		settings:          s.settings,

@@ -139,22 +139,25 @@ func (r *Registry) Schema(ctx context.Context, id int) (*Schema, error) {
 	}
 	l, waiting := r.loading[id]
 	if !waiting {
+		// The fetch is not the caller's alone: it goes on, for those
+		// waiting and for the cache, if the caller gives up, and ends
+		// within the request timeout.
 		l = &load{done: make(chan struct{})}
 		r.loading[id] = l
+		go r.load(context.WithoutCancel(ctx), id, l)
 	}
 	r.mu.Unlock()
-	if waiting {
-		select {
-		case <-l.done:
-			return l.schema, l.err
-		case <-ctx.Done():
-			return nil, &UnavailableError{Registry: r.URL(), Err: ctx.Err()}
-		}
+	select {
+	case <-l.done:
+		return l.schema, l.err
+	case <-ctx.Done():
+		return nil, &UnavailableError{Registry: r.URL(), Err: ctx.Err()}
 	}
+}
 
-	// The fetch is not the caller's alone: it goes on, for those waiting,
-	// if the caller gives up.
-	l.schema, l.err = r.fetch(context.WithoutCancel(ctx), id)
+// load fetches the schema of id for those waiting on l, and caches it.
+func (r *Registry) load(ctx context.Context, id int, l *load) {
+	l.schema, l.err = r.fetch(ctx, id)
 	r.mu.Lock()
 	delete(r.loading, id)
 	var undecodable *UndecodableError
@@ -166,7 +169,6 @@ func (r *Registry) Schema(ctx context.Context, id int) (*Schema, error) {
 	}
 	r.mu.Unlock()
 	close(l.done)
-	return l.schema, l.err
 }
 
 // keep caches e, dropping the least recently used beyond the size. r.mu
