@@ -53,6 +53,15 @@ func produceBacklog(ctx context.Context, brokers []string, topic string, partiti
 // produceKeyed is produceBacklog with keys: message i has the key "k<i mod
 // keys>" (no key when keys is 0).
 func produceKeyed(ctx context.Context, brokers []string, topic string, partitions int32, n, size, keys int) error {
+	return produce(ctx, brokers, topic, partitions, n, keys, func(i int) ([]byte, error) { return messageValue(make([]byte, 0, size), int64(i)), nil })
+}
+
+// produceWith is produceBacklog with the values value makes.
+func produceWith(ctx context.Context, brokers []string, topic string, partitions int32, n int, value func(i int) ([]byte, error)) error {
+	return produce(ctx, brokers, topic, partitions, n, 0, value)
+}
+
+func produce(ctx context.Context, brokers []string, topic string, partitions int32, n, keys int, value func(i int) ([]byte, error)) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -70,7 +79,11 @@ func produceKeyed(ctx context.Context, brokers []string, topic string, partition
 		firstErr error
 	)
 	for i := range n {
-		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: messageValue(make([]byte, 0, size), int64(i))}
+		v, err := value(i)
+		if err != nil {
+			return err
+		}
+		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: v}
 		if keys > 0 {
 			r.Key = []byte("k" + strconv.Itoa(i%keys))
 		}
