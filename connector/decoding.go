@@ -144,8 +144,12 @@ func (w *partitionWorker) decode(m *sarama.ConsumerMessage) (d *decoded, lettere
 	if err == nil && m.Value != nil && dec.t.valueFormat.Decodes() {
 		dec.value, err = dec.one(w, dec.t.valueFormat, &dec.lastValue, &dec.out.value, dec.value[:0], m.Value)
 	}
-	var unavailable *schema.UnavailableError
-	if errors.As(err, &unavailable) {
+	if err != nil {
+		// Only the registry's failures come out as errors.
+		var unavailable *schema.UnavailableError
+		if !errors.As(err, &unavailable) {
+			unavailable = &schema.UnavailableError{Registry: dec.t.registry.URL(), Err: err}
+		}
 		dec.hold(w, m, unavailable)
 		return nil, false, false
 	}
@@ -192,16 +196,18 @@ func (d *decoder) one(w *partitionWorker, format types.Format, last **schema.Sch
 		*last = s
 		buf, err = s.AppendJSON(buf, payload)
 	}
-	var undecodable *schema.UndecodableError
-	switch {
-	case err == nil:
+	if err == nil {
 		out.JSON, out.SchemaID = buf, s.IDText
-	case errors.As(err, &undecodable):
-		out.Error = err.Error()
-	default:
-		return buf, err
+		return buf, nil
 	}
-	return buf, nil
+	// Declared here, off the path of a value that decodes: errors.As
+	// moves it to the heap.
+	var undecodable *schema.UndecodableError
+	if errors.As(err, &undecodable) {
+		out.Error = err.Error()
+		return buf, nil
+	}
+	return buf, err
 }
 
 // hold keeps m back until the registry answers: the worker reads nothing
