@@ -36,6 +36,8 @@ func TestBadConfigurationExitsWithStatus2AndOneLine(t *testing.T) {
 		{"max_wait", "forever"},
 		{"upstream_timeout", "10"},
 		{"basic_auth", "true"}, // with no secrets to read
+		{"value_format", "avro"},
+		{"key_format", "schema-registry"}, // with no schema_registry_url
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

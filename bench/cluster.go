@@ -60,6 +60,16 @@ func produceBacklog(ctx context.Context, brokers []string, topic string, partiti
 // Messages without a key go round robin, one partition after another. It
 // returns how many distinct keys each partition holds.
 func produceKeyed(ctx context.Context, brokers []string, topic string, partitions int32, n, size, keys int) ([]int, error) {
+	return produce(ctx, brokers, topic, partitions, n, keys, func(i int) ([]byte, error) { return messageValue(make([]byte, 0, size), int64(i)), nil })
+}
+
+// produceWith is produceBacklog with the values value makes.
+func produceWith(ctx context.Context, brokers []string, topic string, partitions int32, n int, value func(i int) ([]byte, error)) error {
+	_, err := produce(ctx, brokers, topic, partitions, n, 0, value)
+	return err
+}
+
+func produce(ctx context.Context, brokers []string, topic string, partitions int32, n, keys int, value func(i int) ([]byte, error)) ([]int, error) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -86,7 +96,11 @@ func produceKeyed(ctx context.Context, brokers []string, topic string, partition
 		perPartition[keyPartition[k]]++
 	}
 	for i := range n {
-		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: messageValue(make([]byte, 0, size), int64(i))}
+		v, err := value(i)
+		if err != nil {
+			return nil, err
+		}
+		r := &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: v}
 		if keys > 0 {
 			r.Key = keyOf(i % keys)
 			r.Partition = keyPartition[i%keys]

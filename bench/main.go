@@ -94,7 +94,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,avro,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	concKeys := flag.String("concurrency-keys", "1000,120,12000", "keys of the concurrency comparison's backlogs, comma-separated: every phase runs over the first, ordering=key over the others too")
@@ -172,13 +172,14 @@ type bench struct {
 	brokers []string
 	gw      *gatewaytest.Gateway
 	gwURL   string
+	avro    *avroBacklog // the registry of the Avro phase
 }
 
 func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall, topicLarge}
+	topics := []string{topicBacklog, topicSmall, topicLarge, topicAvro}
 	for _, k := range o.concKeys {
 		topics = append(topics, keyedTopic(k))
 	}
@@ -199,6 +200,15 @@ func run(o options) error {
 	start := time.Now()
 	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
+			return err
+		}
+	}
+	if b.phase("avro") {
+		if b.avro, err = startAvro(); err != nil {
+			return fmt.Errorf("starting the schema registry: %w", err)
+		}
+		defer b.avro.close()
+		if err := produceAvro(ctx, b.brokers, topicAvro, int32(o.partitions), o.n, b.avro); err != nil {
 			return err
 		}
 	}
@@ -289,8 +299,11 @@ type runResult struct {
 	// filtered is the connector with filterMaxMessages and a filter passing
 	// one message in ten; its messages are those read, not delivered.
 	filtered *phaseResult
-	small    *phaseResult // the connector, max_messages=1, backlog n/smallerBy
-	large    *phaseResult // the connector, large messages, a slow function
+	// avro is the connector with avroMaxMessages over Avro values decoded
+	// through the schema registry.
+	avro  *phaseResult
+	small *phaseResult // the connector, max_messages=1, backlog n/smallerBy
+	large *phaseResult // the connector, large messages, a slow function
 	// conc are the phases of the concurrency comparison, in the order
 	// they ran.
 	conc    []concResult
@@ -370,6 +383,13 @@ func (b *bench) oneRun(r int) (runResult, error) {
 				return rr, fmt.Errorf("connector, filter passing one in ten: %w", err)
 			}
 			rr.filtered = p
+		}
+		if mm == avroMaxMessages && b.phase("avro") {
+			p, err := b.avroPhase(r)
+			if err != nil {
+				return rr, fmt.Errorf("connector, Avro values: %w", err)
+			}
+			rr.avro = p
 		}
 	}
 	if b.phase("small") {

@@ -149,6 +149,9 @@ func table(o options, m machine, runs []runResult) string {
 		if mm == filterMaxMessages {
 			row(fmt.Sprintf("connector, max_messages=%d, kafka-filter passing one in ten", mm), func(r runResult) *phaseResult { return r.filtered }, true, true)
 		}
+		if mm == avroMaxMessages {
+			row(fmt.Sprintf("connector, max_messages=%d, Avro values decoded through the schema registry", mm), func(r runResult) *phaseResult { return r.avro }, true, true)
+		}
 	}
 	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true, true)
 	row(fmt.Sprintf("connector, %s messages of %s, function of %v, max_messages=%d", count(o.largeN), sizeName(o.largeSize), o.largeDelay, o.largeMaxMessages),
@@ -194,6 +197,16 @@ func table(o options, m machine, runs []runResult) string {
 	}
 	if rs := ratioOf(100); len(rs) > 0 {
 		check(fmt.Sprintf("max_messages=100 at least %s of the limit", pct(targetRatio100)), median(rs) >= targetRatio100, pct(median(rs)))
+	}
+	var avroRatios []float64 // against the raw phase of the same run
+	for _, r := range runs {
+		if a, raw := r.avro, r.batches[avroMaxMessages]; a != nil && raw != nil {
+			avroRatios = append(avroRatios, a.rate()/raw.rate())
+		}
+	}
+	if len(avroRatios) > 0 {
+		check(fmt.Sprintf("Avro values at least %.1f× the rate of raw values, max_messages=%d", targetAvroRatio, avroMaxMessages),
+			median(avroRatios) >= targetAvroRatio, fmt.Sprintf("%.2f×", median(avroRatios)))
 	}
 	var inv1 []float64
 	for _, r := range runs {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/schema"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -178,6 +179,27 @@ type Config struct {
 	// the CKafka trigger's.
 	RecordExtras bool `envconfig:"record_extras" default:"false" desc:"true or false"`
 
+	// ValueFormat and KeyFormat say how values and keys are read before
+	// they are delivered and filtered: raw, as they are (the CKafka
+	// trigger's event); json, passed on when they are JSON and treated as
+	// undecodable otherwise; schema-registry, decoded from the Confluent
+	// wire format through the schema registry to JSON text. A function's
+	// kafka-value-format and kafka-key-format override them.
+	ValueFormat string `envconfig:"value_format" default:"raw" desc:"raw, json or schema-registry (which needs schema_registry_url)"`
+	KeyFormat   string `envconfig:"key_format" default:"raw" desc:"raw, json or schema-registry (which needs schema_registry_url)"`
+
+	// SchemaRegistryURL is the Confluent-compatible Schema Registry that
+	// the schema-registry format asks for schemas; several URLs are tried
+	// in turn. Its credentials come from files, never from the URL: a user
+	// name and password (basic authentication), or a bearer token.
+	SchemaRegistryURL          []string `envconfig:"schema_registry_url" desc:"comma-separated http or https URLs of a Confluent-compatible schema registry, without credentials in them"`
+	SchemaRegistryUsernameFile string   `envconfig:"schema_registry_username_file" desc:"a readable file holding the registry's user name, with schema_registry_password_file and schema_registry_url"`
+	SchemaRegistryPasswordFile string   `envconfig:"schema_registry_password_file" desc:"a readable file holding the registry's password, with schema_registry_username_file and schema_registry_url"`
+	SchemaRegistryTokenFile    string   `envconfig:"schema_registry_token_file" desc:"a readable file holding a bearer token for the registry, instead of a user name and password, with schema_registry_url"`
+	// SchemaRegistryCAFile is the CA bundle that signs an https registry's
+	// certificate, for a private CA (the system's when empty).
+	SchemaRegistryCAFile string `envconfig:"schema_registry_ca_file" desc:"a readable PEM file of CA certificates, with an https schema_registry_url"`
+
 	// BasicAuth makes the calls to the gateway's /system/* API (the
 	// function list) carry the credentials read from
 	// SecretMountPath/basic-auth-user and basic-auth-password. Invocations
@@ -240,6 +262,8 @@ type Config struct {
 
 	// kafka is what the Kafka settings above resolve to, checked at start.
 	kafka kafkaSecurity
+	// registry is what the schema registry's settings resolve to.
+	registry schema.Options
 }
 
 // Error is a configuration value that cannot be used. Its message names the
@@ -291,6 +315,7 @@ func FromEnv() (Config, error) {
 	c.Brokers = cleanList(c.Brokers)
 	c.Topics = cleanList(c.Topics)
 	c.Assignor = cleanList(c.Assignor)
+	c.SchemaRegistryURL = cleanList(c.SchemaRegistryURL)
 	if len(c.Assignor) == 0 {
 		c.Assignor = c.assignors() // the default, shown in the start line
 	}
@@ -305,7 +330,8 @@ func FromEnv() (Config, error) {
 		// Show the value as the operator wrote it, not as it was parsed.
 		var ce *Error
 		if errors.As(err, &ce) {
-			if raw, ok := os.LookupEnv(strings.ToUpper(ce.Var)); ok {
+			// A registry URL with credentials is shown without them.
+			if raw, ok := os.LookupEnv(strings.ToUpper(ce.Var)); ok && ce.Var != "schema_registry_url" {
 				ce.Value = raw
 			}
 		}
@@ -385,6 +411,9 @@ func (c *Config) Validate() error {
 	if err := c.checkKafkaSecurity(); err != nil {
 		return err
 	}
+	if err := c.checkSchemaRegistry(); err != nil {
+		return err
+	}
 	if err := c.checkInstanceID(); err != nil {
 		return err
 	}
@@ -460,6 +489,8 @@ func (c *Config) Trigger() types.TriggerSettings {
 		Ordering:            ordering,
 		Concurrency:         c.Concurrency,
 		MaxInflight:         c.MaxInflight,
+		KeyFormat:           format(c.KeyFormat),
+		ValueFormat:         format(c.ValueFormat),
 	}
 }
 

@@ -120,7 +120,7 @@ func (c *Config) LoadSecrets() error {
 		}
 	}
 	c.kafka = sec
-	return nil
+	return c.loadSchemaRegistry()
 }
 
 // applyKafkaSecurity sets the version, TLS and SASL of a sarama config.

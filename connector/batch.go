@@ -129,7 +129,11 @@ func (e *encoder) start(n int) {
 	e.run = append(e.run, types.EventStart...)
 }
 
-func (e *encoder) encode(m *sarama.ConsumerMessage) record {
+func (e *encoder) encode(m *sarama.ConsumerMessage) record { return e.encodeDecoded(m, nil) }
+
+// encodeDecoded encodes m, its key and value as d decoded them (nil for
+// raw).
+func (e *encoder) encodeDecoded(m *sarama.ConsumerMessage, d *decoded) record {
 	if e.run == nil {
 		e.start(0)
 	}
@@ -140,6 +144,9 @@ func (e *encoder) encode(m *sarama.ConsumerMessage) record {
 		Key:       m.Key,
 		Value:     m.Value,
 		Timestamp: m.Timestamp,
+	}
+	if d != nil {
+		msg.KeyDecoded, msg.ValueDecoded = d.key, d.value
 	}
 	if e.extras {
 		msg.Headers = make([]types.Header, len(m.Headers))

@@ -23,6 +23,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/schema"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -56,6 +57,12 @@ type Connector struct {
 	// of a trigger started later, once its annotations are fixed. Only
 	// Run's goroutine uses it.
 	seen map[string]time.Time
+
+	// registry decodes the triggers' keys and values that are written
+	// through the schema registry; nil when none is configured, or when
+	// registryErr says why it could not be set up.
+	registry    *schema.Registry
+	registryErr error
 
 	// filters holds the kafka-filter expressions of the last listing,
 	// compiled (or refused) once rather than at every refresh. Only Run's
@@ -119,6 +126,9 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		seen:    make(map[string]time.Time),
 	}
 	c.metrics.registry.MustRegister(triggerCollector{c})
+	if o, ok := cfg.SchemaRegistry(); ok {
+		c.registry, c.registryErr = schema.New(o)
+	}
 	return c
 }
 
@@ -437,6 +447,10 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 				continue
 			}
 		}
+		if _, err := c.decodingFor(settings); err != nil {
+			problems[name] = err.Error()
+			continue
+		}
 		if !settings.Enabled {
 			continue
 		}
@@ -484,7 +498,9 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 
 func (c *Connector) newTrigger(function string, s spec) *trigger {
 	draining, drain := context.WithCancel(context.Background())
+	decoding, _ := c.decodingFor(s.settings) // checked by specs
 	return &trigger{
+		decoding:          decoding,
 		function:          function,
 		topics:            s.topics,
 		settings:          s.settings,

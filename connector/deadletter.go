@@ -37,22 +37,7 @@ func (f *flight) deadLetter(attempts int, failure string) bool {
 	}
 	letters := make([]*sarama.ProducerMessage, 0, f.batch.Len())
 	for _, it := range f.batch.Items {
-		m := it.Payload.msg
-		headers := make([]sarama.RecordHeader, 0, len(m.Headers)+len(extra)+1)
-		for _, h := range m.Headers {
-			headers = append(headers, *h)
-		}
-		headers = append(headers, extra...)
-		headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderOriginalOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))})
-		// A nil key or value stays null, not empty: a tombstone stays one.
-		letter := &sarama.ProducerMessage{Topic: topic, Headers: headers}
-		if m.Key != nil {
-			letter.Key = sarama.ByteEncoder(m.Key)
-		}
-		if m.Value != nil {
-			letter.Value = sarama.ByteEncoder(m.Value)
-		}
-		letters = append(letters, letter)
+		letters = append(letters, letterOf(it.Payload.msg, topic, extra))
 	}
 
 	log := f.log().With("dead_letter_topic", topic, "attempts", attempts, "last_failure", failure)
@@ -79,6 +64,26 @@ func (f *flight) deadLetter(attempts int, failure string) bool {
 			return false
 		}
 	}
+}
+
+// letterOf is the dead letter of m: its key, value and headers, and the
+// extra headers, with its offset.
+func letterOf(m *sarama.ConsumerMessage, topic string, extra []sarama.RecordHeader) *sarama.ProducerMessage {
+	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+len(extra)+1)
+	for _, h := range m.Headers {
+		headers = append(headers, *h)
+	}
+	headers = append(headers, extra...)
+	headers = append(headers, sarama.RecordHeader{Key: []byte(HeaderOriginalOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))})
+	// A nil key or value stays null, not empty: a tombstone stays one.
+	letter := &sarama.ProducerMessage{Topic: topic, Headers: headers}
+	if m.Key != nil {
+		letter.Key = sarama.ByteEncoder(m.Key)
+	}
+	if m.Value != nil {
+		letter.Value = sarama.ByteEncoder(m.Value)
+	}
+	return letter
 }
 
 // The reasons a dead-letter write failed, as the dead_letter_errors_total

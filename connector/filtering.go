@@ -8,11 +8,12 @@ import (
 	"github.com/kafka-connector/kafka-connector/filter"
 )
 
-// accept reports whether the function's filter lets m through. A message
+// accept reports whether the function's filter lets m through, seeing its
+// key and value as d decoded them (nil for raw). A message
 // the expression cannot be evaluated on (a missing field or header, a value
 // that is not JSON) does not match; the trigger's first such failure is
 // logged with where it happened, the later ones only counted as filtered.
-func (w *partitionWorker) accept(m *sarama.ConsumerMessage) bool {
+func (w *partitionWorker) accept(m *sarama.ConsumerMessage, d *decoded) bool {
 	f := w.t.filter
 	if f == nil {
 		return true
@@ -24,6 +25,14 @@ func (w *partitionWorker) accept(m *sarama.ConsumerMessage) bool {
 	}
 	w.msg = filter.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		Key: m.Key, Value: m.Value, Headers: w.headers, Timestamp: m.Timestamp}
+	if d != nil {
+		if d.key.JSON != nil {
+			w.msg.Key = d.key.JSON
+		}
+		if d.value.JSON != nil {
+			w.msg.Value = d.value.JSON
+		}
+	}
 	ok, err := f.Match(&w.msg)
 	if err != nil {
 		if w.t.filterFailed.CompareAndSwap(false, true) {

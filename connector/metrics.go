@@ -37,6 +37,7 @@ type metrics struct {
 	functionErrors *prometheus.GaugeVec // function
 	// deadLetterErrors: function, topic (the source), reason
 	deadLetterErrors *prometheus.CounterVec
+	schemas          *schemaMetrics
 }
 
 func newMetrics() *metrics {
@@ -128,6 +129,8 @@ func newMetrics() *metrics {
 		m.deadLetters, m.deadLetterErrors, m.retrying, m.inFlight, m.backPressure, m.window, m.partitions, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.schemas = newSchemaMetrics(ns)
+	m.registry.MustRegister(m.schemas.collectors()...)
 	return m
 }
 
@@ -191,12 +194,12 @@ func (p *partitionMetrics) release() {
 // the function has a trigger; function_config_error is kept by the function
 // list itself.
 func (m *metrics) byFunction() []*prometheus.MetricVec {
-	return []*prometheus.MetricVec{
+	return append(m.schemas.byFunction(),
 		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
 		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
 		m.retrying.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
 		m.filtered.MetricVec, m.deadLetterErrors.MetricVec, m.inFlight.MetricVec, m.backPressure.MetricVec, m.window.MetricVec,
-	}
+	)
 }
 
 // forget deletes every series of a function whose trigger is gone.

@@ -66,6 +66,8 @@ type partitionWorker struct {
 	// msg and headers are the filter's view of the message being matched.
 	msg     filter.Message
 	headers []filter.Header
+	// dec decodes keys and values; nil when the trigger passes them on.
+	dec *decoder
 }
 
 // report is what a batch in flight tells its worker: that it is finished
@@ -112,6 +114,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 		reports: make(chan report, concurrency),
 		timer:   timer,
 		marked:  -1,
+		dec:     newDecoder(t.decoding, t.function, claim.Topic()),
 	}
 }
 
@@ -122,6 +125,7 @@ func (t *trigger) newPartitionWorker(ctx context.Context, sess sarama.ConsumerGr
 func (w *partitionWorker) run() {
 	defer w.timer.Stop()
 	defer w.metrics.release()
+	defer w.dec.close()
 	w.t.claimed.add(w.state)
 	defer w.t.claimed.remove(w.state)
 	w.t.metrics.partitions.add(w.state)
@@ -161,8 +165,8 @@ func (w *partitionWorker) loop() {
 			return
 		}
 		in := msgs
-		if w.sched.Full() {
-			in = nil // until the oldest work finishes
+		if w.sched.Full() || w.dec.holding() {
+			in = nil // until the oldest work finishes, or the registry answers
 		}
 		// Each of the two looks first at one channel alone, which costs
 		// no lock while it is empty: a select over both takes both
@@ -184,7 +188,9 @@ func (w *partitionWorker) loop() {
 		default:
 			w.mark()
 			if w.idle() {
-				w.state.oldest.Store(0) // everything read is delivered, and nothing waits
+				if !w.dec.holding() {
+					w.state.oldest.Store(0) // everything read is delivered, and nothing waits
+				}
 				w.enc.release()
 				w.sched.Trim()
 			}
@@ -199,6 +205,8 @@ func (w *partitionWorker) loop() {
 					return
 				}
 				continue
+			case <-w.dec.retry():
+				m, ok = w.dec.take(), true
 			case <-done:
 				return
 			}
@@ -216,9 +224,17 @@ func (w *partitionWorker) loop() {
 // scheduler's rules, which would be a bug: the worker then stops, leaving
 // the rest uncommitted.
 func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
+	d, lettered, ok := w.decode(m)
+	if !ok {
+		return w.stop.Err() == nil // held for the registry, or stopping
+	}
 	var err error
-	if w.accept(m) {
-		r := w.enc.encode(m)
+	if lettered {
+		err = w.sched.Skip(m.Offset)
+	} else if d.failed() || w.accept(m, d) {
+		// A message that could not be decoded is delivered whatever the
+		// filter says, which cannot read it: it must not vanish.
+		r := w.enc.encodeDecoded(m, d)
 		err = w.sched.Add(schedule.Message[record]{Offset: m.Offset, Key: m.Key, Size: recordSize(r), Payload: r})
 		if err == nil && w.sched.Len() == 1 {
 			w.showOldest()

@@ -37,6 +37,9 @@ type trigger struct {
 	// failed, so that only the first failure is logged.
 	filter       *filter.Filter
 	filterFailed atomic.Bool
+	// decoding, when not nil, decodes keys or values before the filter
+	// and the event see them (key_format, value_format).
+	decoding *triggerDecoding
 
 	brokers           []string
 	newSaramaConfig   func() *sarama.Config

@@ -18,7 +18,10 @@ import (
 //
 // Beyond the CKafka fields, a record may carry markers, always strings:
 // msgKeyEncoding and msgBodyEncoding ("base64") for bytes that are not
-// UTF-8, and msgBodyNull ("true") for a null value.
+// UTF-8, and msgBodyNull ("true") for a null value. A trigger that decodes
+// keys or values (key_format, value_format) adds msgKeySchemaId and
+// msgBodySchemaId beside what it decoded through the schema registry, and
+// msgKeyDecodeError and msgBodyDecodeError beside bytes it could not decode.
 //
 // The connector writes it with AppendRecord; Event is for reading it back
 // (functions written in Go, tests, the demo function).
@@ -41,10 +44,19 @@ type Record struct {
 	// that is not UTF-8, or that is the text None itself.
 	MsgKey         string `json:"msgKey"`
 	MsgKeyEncoding string `json:"msgKeyEncoding,omitempty"`
+	// MsgKeySchemaID is the registry's ID of the schema the key was
+	// decoded with; MsgKeyDecodeError says why a key that should have been
+	// decoded was not (it is then in base64).
+	MsgKeySchemaID    string `json:"msgKeySchemaId,omitempty"`
+	MsgKeyDecodeError string `json:"msgKeyDecodeError,omitempty"`
 	// MsgBody is the value as text, "" for an empty or null value, or
 	// base64 when MsgBodyEncoding says so.
 	MsgBody         string `json:"msgBody"`
 	MsgBodyEncoding string `json:"msgBodyEncoding,omitempty"`
+	// MsgBodySchemaID and MsgBodyDecodeError are MsgKeySchemaID and
+	// MsgKeyDecodeError for the value.
+	MsgBodySchemaID    string `json:"msgBodySchemaId,omitempty"`
+	MsgBodyDecodeError string `json:"msgBodyDecodeError,omitempty"`
 	// MsgBodyNull is "true" for a message whose value is null rather than
 	// empty: a tombstone, which on a compacted topic deletes its key. It is
 	// absent otherwise. A string, as every field of the CKafka event is.
@@ -120,6 +132,9 @@ type Message struct {
 	Value     []byte // nil when the value is null (a tombstone)
 	Timestamp time.Time
 	Headers   []Header
+	// KeyDecoded and ValueDecoded are the key and value as the trigger's
+	// formats read them; zero for raw.
+	KeyDecoded, ValueDecoded Decoded
 }
 
 // Header is one Kafka record header.
@@ -149,6 +164,8 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 	switch {
 	case m.Key == nil:
 		dst = append(dst, `,"msgKey":"None"`...)
+	case m.KeyDecoded.JSON != nil || m.KeyDecoded.Error != "":
+		dst = appendDecoded(dst, `,"msgKey":`, `,"msgKeyEncoding":"base64","msgKeyDecodeError":`, `,"msgKeySchemaId":`, m.Key, &m.KeyDecoded)
 	case string(m.Key) == NoKey:
 		// A key that is the text None is sent in base64, so that a bare
 		// "None" always means a message without a key.
@@ -161,6 +178,8 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 		// deletes the key. msgBody stays a string, as in the CKafka event,
 		// and a marker beside it tells the two apart.
 		dst = append(dst, `,"msgBody":"","msgBodyNull":"true"`...)
+	} else if m.ValueDecoded.JSON != nil || m.ValueDecoded.Error != "" {
+		dst = appendDecoded(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64","msgBodyDecodeError":`, `,"msgBodySchemaId":`, m.Value, &m.ValueDecoded)
 	} else {
 		dst = appendField(dst, `,"msgBody":`, `,"msgBodyEncoding":"base64"`, m.Value)
 	}
@@ -172,6 +191,26 @@ func AppendRecord(dst []byte, m *Message, extras bool) []byte {
 		dst = appendHeaders(dst, m.Headers)
 	}
 	return append(dst, "}}"...)
+}
+
+// appendDecoded appends a key or value as its format read it: the JSON
+// text, with the schema's ID when there is one, or the bytes in base64 with
+// why they could not be decoded.
+func appendDecoded(dst []byte, name, failed, schemaField string, raw []byte, d *Decoded) []byte {
+	dst = append(dst, name...)
+	if d.JSON == nil {
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, raw)
+		dst = append(dst, '"')
+		dst = append(dst, failed...)
+		return appendString(dst, strings.ToValidUTF8(d.Error, "\uFFFD"))
+	}
+	dst = appendString(dst, d.JSON)
+	if d.SchemaID != "" {
+		dst = append(dst, schemaField...)
+		dst = appendString(dst, d.SchemaID)
+	}
+	return dst
 }
 
 func appendField(dst []byte, name, encodingField string, b []byte) []byte {

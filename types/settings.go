@@ -64,6 +64,9 @@ type TriggerSettings struct {
 	// MaxInflight caps the invocations in flight for the function on this
 	// replica, across its partitions; 0 sets no cap.
 	MaxInflight int
+	// KeyFormat and ValueFormat say how keys and values are read before
+	// they are delivered (and filtered): as they are, or decoded.
+	KeyFormat, ValueFormat Format
 }
 
 // DefaultConcurrency is the concurrency of a function under key or none
@@ -106,6 +109,14 @@ const (
 	AnnotationOrdering        = "kafka-ordering"
 	AnnotationConcurrency     = "kafka-concurrency"
 	AnnotationMaxInflight     = "kafka-max-inflight"
+)
+
+// AnnotationKeyFormat and AnnotationValueFormat override key_format and
+// value_format for the function: one function may read a topic's Avro
+// values decoded while another reads them as they are.
+const (
+	AnnotationKeyFormat   = "kafka-key-format"
+	AnnotationValueFormat = "kafka-value-format"
 )
 
 // AnnotationMaxBufferedBytes overrides max_buffered_bytes for the function:
@@ -160,6 +171,7 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel, AnnotationFilter,
 		AnnotationMaxBufferedBytes,
 		AnnotationOrdering, AnnotationConcurrency, AnnotationMaxInflight,
+		AnnotationKeyFormat, AnnotationValueFormat,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -246,6 +258,16 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad(fmt.Sprintf("0 (no cap) or a whole number up to %d", MaxInflightCap))
 			}
 			s.MaxInflight = n
+		case AnnotationKeyFormat, AnnotationValueFormat:
+			f, err := ParseFormat(v)
+			if err != nil {
+				return bad(FormatsAllowed)
+			}
+			if name == AnnotationKeyFormat {
+				s.KeyFormat = f
+			} else {
+				s.ValueFormat = f
+			}
 		}
 	}
 	if raw, set := annotations[AnnotationConcurrency]; set && s.Ordering == schedule.OrderPartition && s.Concurrency != 1 {

@@ -257,6 +257,11 @@ func TestWithAnnotations(t *testing.T) {
 		{map[string]string{"kafka-max-buffered-bytes": "1023"}, nil, "kafka-max-buffered-bytes"},
 		{map[string]string{"kafka-max-buffered-bytes": "52428801"}, nil, "kafka-max-buffered-bytes"},
 		{map[string]string{"kafka-max-buffered-bytes": "1MiB"}, nil, "kafka-max-buffered-bytes"},
+		{map[string]string{"kafka-value-format": " schema-registry ", "kafka-key-format": "json"}, func(s TriggerSettings) bool {
+			return s.ValueFormat == FormatSchemaRegistry && s.KeyFormat == FormatJSON
+		}, ""},
+		{map[string]string{"kafka-value-format": "avro"}, nil, "kafka-value-format"},
+		{map[string]string{"kafka-key-format": ""}, nil, "kafka-key-format"},
 	}
 	for _, tc := range tests {
 		got, err := base.WithAnnotations(tc.annotations)

@@ -392,6 +392,7 @@ func TestChartRefuses(t *testing.T) {
 		{"an unknown SASL mechanism", "sasl.mechanism=GSSAPI,sasl.secretName=s", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{"a SASL user without a mechanism", "sasl.username=me", "need sasl.mechanism"},
 		{"an address without a port", "config.http_addr=localhost", "config.http_addr"},
+		{"registry credentials without a registry", "schemaRegistry.secretName=registry", "need config.schema_registry_url"},
 	}
 	// Every variable the chart sets from its own keys is refused in
 	// config, naming the key to use instead.

@@ -743,9 +743,10 @@ func loadConfig(t *testing.T, k connector, root string) config.Config {
 		return b
 	}
 	contents := map[string][]byte{
-		"tls_ca_file":   pem(pki.CAFile),
-		"tls_cert_file": pem(pki.ClientCertFile),
-		"tls_key_file":  pem(pki.ClientKeyFile),
+		"tls_ca_file":             pem(pki.CAFile),
+		"tls_cert_file":           pem(pki.ClientCertFile),
+		"tls_key_file":            pem(pki.ClientKeyFile),
+		"schema_registry_ca_file": pem(pki.CAFile),
 	}
 	env := maps.Clone(k.env)
 	// provide writes a file the connector reads, if the deployment puts it

@@ -76,6 +76,10 @@ sasl_username_file: sasl.secretName and sasl.usernameKey
 sasl_password_file: sasl.secretName and sasl.passwordKey
 sasl_password: sasl.secretName and sasl.passwordKey (a Secret, never a value)
 instance_id: instanceIdFromPodName
+schema_registry_username_file: schemaRegistry.secretName and schemaRegistry.usernameKey
+schema_registry_password_file: schemaRegistry.secretName and schemaRegistry.passwordKey
+schema_registry_token_file: schemaRegistry.secretName and schemaRegistry.tokenKey
+schema_registry_ca_file: schemaRegistry.ca.secretName
 {{- end -}}
 
 {{/*
@@ -117,11 +121,15 @@ so that the mistake shows in helm's answer rather than in a crash loop.
 {{- else if or $sasl.secretName $sasl.username -}}
 {{- fail "sasl.secretName and sasl.username need sasl.mechanism" -}}
 {{- end -}}
+{{- if and (or .Values.schemaRegistry.secretName .Values.schemaRegistry.ca.secretName) (not .Values.config.schema_registry_url) -}}
+{{- fail "schemaRegistry.secretName and schemaRegistry.ca need config.schema_registry_url" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
 kafkaFiles are the Secret keys mounted in /var/kafka-secrets, as a list of
-{secret, key, path}; the paths are those of the kustomize Deployment.
+{secret, key, path}; the paths are those of the kustomize Deployment. The
+schema registry's files join the Kafka credentials there.
 */}}
 {{- define "kafka-connector.kafkaFiles" -}}
 {{- $files := list -}}
@@ -140,6 +148,17 @@ kafkaFiles are the Secret keys mounted in /var/kafka-secrets, as a list of
 {{- $files = append $files (dict "secret" .secretName "key" .usernameKey "path" "sasl-username") -}}
 {{- end -}}
 {{- $files = append $files (dict "secret" .secretName "key" .passwordKey "path" "sasl-password") -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.schemaRegistry -}}
+{{- if and .secretName .tokenKey -}}
+{{- $files = append $files (dict "secret" .secretName "key" .tokenKey "path" "registry-token") -}}
+{{- else if .secretName -}}
+{{- $files = append $files (dict "secret" .secretName "key" .usernameKey "path" "registry-username") -}}
+{{- $files = append $files (dict "secret" .secretName "key" .passwordKey "path" "registry-password") -}}
+{{- end -}}
+{{- if .ca.secretName -}}
+{{- $files = append $files (dict "secret" .ca.secretName "key" .ca.key "path" "registry-ca.crt") -}}
 {{- end -}}
 {{- end -}}
 {{- toYaml (dict "files" $files) -}}
