@@ -16,8 +16,13 @@ import (
 // group says.
 
 // staleLooks is how many lag intervals may pass without an answer to the
-// lag watcher's look before the brokers count as not answering.
-const staleLooks = 2
+// lag watcher's look before the brokers count as not answering, and
+// minSilence the least time it takes, so that a short rebuild_interval on a
+// busy machine does not make a slow answer look like no answer.
+const (
+	staleLooks = 2
+	minSilence = 10 * time.Second
+)
 
 // health is what a trigger knows of whether it consumes. Its fields are
 // written by the group's goroutines and read by /readyz and /metrics.
@@ -73,7 +78,7 @@ func (h *health) silent(now time.Time, interval time.Duration) bool {
 	if h.claims.Load() == 0 || !h.joined.Load() {
 		return false
 	}
-	return now.Sub(time.Unix(0, h.looked.Load())) > staleLooks*interval
+	return now.Sub(time.Unix(0, h.looked.Load())) > max(staleLooks*interval, minSilence)
 }
 
 // ready reports whether the trigger consumes, and logs once when the

@@ -124,10 +124,15 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 	tick := time.NewTicker(t.lagInterval())
 	defer tick.Stop()
 	for {
+		// Only the timer's looks are a lag interval apart: a partition's
+		// tail is looked into only where its position stood still from one
+		// to the next, not between a claim's look and the one before it.
+		ticked := false
 		select {
 		case <-done:
 			return
 		case <-tick.C:
+			ticked = true
 		case <-t.measure:
 		}
 		states := t.claimed.snapshot()
@@ -151,6 +156,9 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 			end := ends[s.topic][s.partition]
 			s.end.Store(end)
 			pos := s.position.Load()
+			if !ticked {
+				continue
+			}
 			if t.isolation() == sarama.ReadCommitted && pos >= 0 && pos < end && pos == s.watched && s.oldest.Load() == 0 {
 				t.skipTail(sess, client, s, pos, end)
 			}
@@ -211,7 +219,9 @@ func (t *trigger) readTail(client sarama.Client, topic string, partition int32, 
 	if err != nil {
 		return false, err
 	}
-	const maxBytes = 1 << 20 // markers are small; a stretch this large is not a tail
+	// Markers are small: a stretch larger than a fetch of the partition
+	// is not a tail, and reading it would pass the read-ahead budget.
+	maxBytes := int32(min(1<<20, t.settings.MaxBufferedBytes))
 	req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: maxBytes, Isolation: sarama.ReadCommitted}
 	req.AddBlock(topic, partition, pos, maxBytes, -1)
 	resp, err := leader.Fetch(req)
