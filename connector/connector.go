@@ -22,6 +22,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/tracing"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -49,6 +50,7 @@ type Connector struct {
 	live    map[*runningTrigger]bool
 	metrics *metrics
 	catalog *catalog
+	tracing *tracing.Tracing // nil when off
 
 	// filters holds the kafka-filter expressions of the last listing,
 	// compiled (or refused) once rather than at every refresh. Only Run's
@@ -96,7 +98,7 @@ type spec struct {
 // New returns a connector between the gateway and the Kafka cluster that
 // cfg describes.
 func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
-	return &Connector{
+	c := &Connector{
 		cfg:      cfg,
 		gateway:  gw,
 		log:      log,
@@ -110,6 +112,8 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 		filters: make(map[string]compiledFilter),
 	}
+	c.metrics.watchReady(c.Ready)
+	return c
 }
 
 // Metrics returns the registry of the connector's Prometheus metrics, to be
@@ -427,6 +431,7 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
 		inflight:          schedule.NewGate(s.settings.MaxInflight),
 		inFlight:          c.metrics.inFlight.WithLabelValues(function),
+		tracer:            c.tracerFor(function, s.settings),
 		draining:          draining,
 		drain:             drain,
 	}

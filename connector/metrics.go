@@ -135,6 +135,20 @@ func newMetrics() *metrics {
 	return m
 }
 
+// watchReady shows ready, what /readyz answers, as kafka_connector_ready,
+// read at each scrape.
+func (m *metrics) watchReady(ready func() bool) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "kafka_connector", Name: "ready",
+		Help: "1 when the connector is ready (/readyz answers 200): the function list was read and every trigger is in its consumer group; 0 otherwise.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // partitionMetrics are the metrics of one partition worker, with their
 // labels resolved once when the partition is claimed.
 type partitionMetrics struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/tracing"
 )
 
 // partitionWorker delivers one claimed partition of one trigger. Its
@@ -65,6 +66,7 @@ type partitionWorker struct {
 	// msg and headers are the filter's view of the message being matched.
 	msg     filter.Message
 	headers []filter.Header
+	traced  partitionTrace
 }
 
 // report is what a batch in flight tells its worker: that it is finished
@@ -220,6 +222,7 @@ func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
 		}
 	} else {
 		w.filtered++
+		w.traceFiltered(m)
 		err = w.sched.Skip(m.Offset)
 		if w.filtered >= w.t.settings.MaxMessages {
 			w.mark() // a long stretch of rejected messages is committed as it goes
@@ -285,6 +288,7 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 	f := &flight{w: w, batch: b}
 	f.body, f.lease = w.enc.body(b.Items)
 	f.lent = f.lease != nil
+	w.traceLaunch(f)
 	w.metrics.consumed.Add(float64(b.Len()))
 	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
 		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
@@ -402,6 +406,10 @@ type flight struct {
 	// one of its partition in flight: it reports to the scheduler
 	// directly, which only that goroutine touches.
 	inline bool
+	// trace is the batch's span, zero when tracing is off; filtered, the
+	// messages filtered before it, for the span.
+	trace    tracing.BatchSpan
+	filtered int
 }
 
 func (f *flight) first() int64 { return f.batch.First() }
@@ -436,6 +444,7 @@ type outcome struct {
 func (f *flight) deliver() {
 	w := f.w
 	s := w.t.settings
+	f.startTrace()
 	defer func() {
 		if f.timer != nil {
 			f.timer.Stop()
@@ -471,12 +480,14 @@ func (f *flight) deliver() {
 			throttles++
 			w.metrics.backPressure.Inc()
 			delay = max(out.wait, backoff(s.RetryBackoffInitial, s.RetryBackoffMax, throttles))
+			f.trace.BackPressure(attempt, delay, w.gate.Limit())
 			f.log().Info("the function asks to slow down; waiting, without counting it as a retry", "attempt", attempt,
 				"failure", out.failure, "retry_in", delay.Round(time.Millisecond), "partition_limit", w.gate.Limit())
 		} else {
 			failures++
 			if s.MaxRetries >= 0 && failures > s.MaxRetries {
 				w.metrics.giveUps.Inc()
+				f.trace.GiveUp(attempt)
 				if !f.giveUp(attempt, out.failure) {
 					f.report(report{id: f.batch.ID, abandoned: true})
 					return
@@ -485,6 +496,7 @@ func (f *flight) deliver() {
 				return
 			}
 			delay = backoff(s.RetryBackoffInitial, s.RetryBackoffMax, failures)
+			f.trace.Retry(attempt, delay)
 			f.log().Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
 		}
 		if !f.sleep(delay) {
@@ -503,6 +515,7 @@ func (f *flight) report(r report) {
 	if r.done {
 		f.lease.release()
 	}
+	f.traceReport(r)
 	if f.inline {
 		f.w.handle(r)
 		return
@@ -545,6 +558,7 @@ func (f *flight) attempt(n int) (outcome, bool) {
 	}
 	w.t.inFlight.Inc()
 	out := f.invoke(n)
+	f.trace.AttemptEnded(out.throttled, out.failedFrom)
 	w.t.inFlight.Dec()
 	result := schedule.Failed
 	switch {
@@ -600,9 +614,11 @@ func (f *flight) invoke(attempt int) outcome {
 		header.Set("X-Callback-Url", s.CallbackURL)
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
+	f.traceAttempt(attempt, header)
 	start := time.Now()
 	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header})
 	cancel()
+	f.trace.Answered(resp.Status, err)
 	elapsed := time.Since(start)
 	w.metrics.invoked(resp.Status, elapsed.Seconds())
 	if w.t.printResponse {

@@ -52,6 +52,8 @@ type trigger struct {
 	// partitions (max_inflight); nil for no cap. inFlight shows them.
 	inflight *schedule.Gate
 	inFlight prometheus.Gauge
+	// tracer traces the batches; nil when tracing is off.
+	tracer *triggerTracer
 
 	ready atomic.Bool // in a group session, or idle for want of topics
 	// noQueue logs, once, that the gateway has no queue for asynchronous
