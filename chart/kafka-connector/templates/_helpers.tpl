@@ -76,6 +76,10 @@ sasl_username_file: sasl.secretName and sasl.usernameKey
 sasl_password_file: sasl.secretName and sasl.passwordKey
 sasl_password: sasl.secretName and sasl.passwordKey (a Secret, never a value)
 instance_id: instanceIdFromPodName
+OTEL_EXPORTER_OTLP_ENDPOINT: tracing.endpoint
+OTEL_EXPORTER_OTLP_PROTOCOL: tracing.protocol
+OTEL_TRACES_SAMPLER: tracing.sampler
+OTEL_TRACES_SAMPLER_ARG: tracing.samplerArg
 {{- end -}}
 
 {{/*
@@ -104,6 +108,16 @@ so that the mistake shows in helm's answer rather than in a crash loop.
 {{- if not $tls.enabled -}}
 {{- if or $tls.ca.secretName $tls.clientCert.secretName $tls.insecureSkipVerify -}}
 {{- fail "tls.ca, tls.clientCert and tls.insecureSkipVerify need tls.enabled=true" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.tracing -}}
+{{- if .endpoint -}}
+{{- if not (regexMatch "^https?://[^/]+" (toString .endpoint)) -}}
+{{- fail (printf "tracing.endpoint=%q: want an http or https URL, such as http://otel-collector:4318" .endpoint) -}}
+{{- end -}}
+{{- if not (has .protocol (list "http/protobuf" "grpc")) -}}
+{{- fail (printf "tracing.protocol=%q: want http/protobuf or grpc" .protocol) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $sasl := .Values.sasl -}}
