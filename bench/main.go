@@ -92,7 +92,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,tracing,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
@@ -183,7 +183,7 @@ func run(o options) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") {
+	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("tracing") || b.phase("1") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
 			return err
 		}
@@ -259,6 +259,10 @@ type runResult struct {
 	// conc are the phases of the concurrency comparison, in concPhases' order.
 	conc    []*phaseResult
 	latency *latencyResult
+
+	// traced and untraced are the connector with tracingMaxMessages,
+	// tracing on and off (see tracing.go).
+	traced, untraced *phaseResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -334,6 +338,11 @@ func (b *bench) oneRun(r int) (runResult, error) {
 				return rr, fmt.Errorf("connector, filter passing one in ten: %w", err)
 			}
 			rr.filtered = p
+		}
+		if mm == tracingMaxMessages && b.phase("tracing") {
+			if err := b.tracingPhases(r, &rr); err != nil {
+				return rr, err
+			}
 		}
 	}
 	if b.phase("small") {

@@ -151,14 +151,18 @@ type BatchSpan struct {
 // StartBatch starts the span of a batch. A batch of one record that
 // carries a trace context continues that trace, as its child; any other
 // batch starts a trace of its own, linked to the context of every record
-// that carries one. The SDK keeps up to OTEL_SPAN_LINK_COUNT_LIMIT (128)
-// links a span.
+// that carries one, up to OTEL_SPAN_LINK_COUNT_LIMIT (128) records: the
+// first ones. (Past its limit the SDK would keep the last ones, moving
+// every link it holds at each one more.)
 func (t *Tracing) StartBatch(b Batch) BatchSpan {
 	if !t.Enabled() {
 		return BatchSpan{}
 	}
 	var links []trace.Link
 	for r := range b.Records {
+		if t.links >= 0 && len(links) >= t.links {
+			break
+		}
 		sc := Extract(r.Headers)
 		if !sc.IsValid() {
 			continue

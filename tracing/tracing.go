@@ -49,6 +49,9 @@ type Tracing struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	settings Settings
+	// links is how many links a span keeps (OTEL_SPAN_LINK_COUNT_LIMIT),
+	// negative for no limit: a batch links that many records at most.
+	links int
 }
 
 // Settings is what the OTEL_* variables ask for, as far as the connector
@@ -189,7 +192,12 @@ func FromEnv(ctx context.Context, version string) (*Tracing, error) {
 	// The sampler is the SDK's reading of OTEL_TRACES_SAMPLER, checked
 	// above; by default parent-based, so that a producer's decision holds.
 	p := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
-	return &Tracing{provider: p, tracer: p.Tracer(scope, trace.WithInstrumentationVersion(version)), settings: s}, nil
+	return &Tracing{
+		provider: p,
+		tracer:   p.Tracer(scope, trace.WithInstrumentationVersion(version)),
+		settings: s,
+		links:    sdktrace.NewSpanLimits().LinkCountLimit,
+	}, nil
 }
 
 // Enabled reports whether spans are recorded and exported.

@@ -262,3 +262,37 @@ func TestErrorHandler(t *testing.T) {
 		t.Errorf("reported %v, want only the first", got)
 	}
 }
+
+// A batch links its first records up to the SDK's limit of links a span.
+func TestLinksKeepTheFirstRecords(t *testing.T) {
+	recv := testkit.NewOTLPReceiver(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
+	t.Setenv("OTEL_SPAN_LINK_COUNT_LIMIT", "2")
+	tr, err := tracing.FromEnv(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tr.StartBatch(tracing.Batch{Topic: "t", Messages: 3, Records: func(yield func(tracing.Record) bool) {
+		for i := range 3 {
+			tp := fmt.Sprintf("00-%032x-%016x-01", i+1, i+1)
+			if !yield(tracing.Record{Offset: int64(i), Headers: []*sarama.RecordHeader{{Key: []byte("traceparent"), Value: []byte(tp)}}}) {
+				return
+			}
+		}
+	}})
+	b.End(false)
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := recv.Spans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the batch's", len(spans))
+	}
+	var offsets []any
+	for _, l := range spans[0].Links {
+		offsets = append(offsets, l.Attributes["messaging.kafka.offset"])
+	}
+	if !slices.Equal(offsets, []any{int64(0), int64(1)}) {
+		t.Errorf("links to the records at %v, want the first two", offsets)
+	}
+}
