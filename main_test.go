@@ -34,6 +34,8 @@ func TestBadConfigurationExitsWithStatus2AndOneLine(t *testing.T) {
 		{"max_wait", "forever"},
 		{"upstream_timeout", "10"},
 		{"basic_auth", "true"}, // with no secrets to read
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"},
+		{"OTEL_TRACES_SAMPLER", "jaeger_remote"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
