@@ -150,8 +150,8 @@ func table(o options, m machine, runs []runResult) string {
 			row(fmt.Sprintf("connector, max_messages=%d, kafka-filter passing one in ten", mm), func(r runResult) *phaseResult { return r.filtered }, true, true)
 		}
 		if mm == tracingMaxMessages {
-			row(fmt.Sprintf("connector, max_messages=%d, tracing on, every batch sampled", mm), func(r runResult) *phaseResult { return r.traced }, true, true)
 			row(fmt.Sprintf("connector, max_messages=%d, OTEL_* set without an endpoint (tracing off)", mm), func(r runResult) *phaseResult { return r.untraced }, true, true)
+			row(fmt.Sprintf("connector, max_messages=%d, tracing on, every batch sampled", mm), func(r runResult) *phaseResult { return r.traced }, true, true)
 		}
 	}
 	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true, true)

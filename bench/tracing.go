@@ -27,22 +27,23 @@ func discardCollector() (url string, stop func()) {
 	return srv.URL, srv.Close
 }
 
-// tracingPhases runs the two phases of the run.
+// tracingPhases runs the two phases of the run: off first, next to the
+// plain phase it should not differ from.
 func (b *bench) tracingPhases(r int, rr *runResult) error {
-	url, stop := discardCollector()
-	defer stop()
-	on := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=always_on"}
-	p, err := b.throughput(r, phaseSpec{name: "traced", topic: topicBacklog, maxMessages: tracingMaxMessages, target: b.n, size: b.size, env: on})
-	if err != nil {
-		return fmt.Errorf("connector, max_messages=%d, traced: %w", tracingMaxMessages, err)
-	}
-	rr.traced = p
 	off := []string{"OTEL_TRACES_SAMPLER=always_on", "OTEL_SERVICE_NAME=bench"}
-	p, err = b.throughput(r, phaseSpec{name: "tracing off", topic: topicBacklog, maxMessages: tracingMaxMessages, target: b.n, size: b.size, env: off})
+	p, err := b.throughput(r, phaseSpec{name: "tracing off", topic: topicBacklog, maxMessages: tracingMaxMessages, target: b.n, size: b.size, env: off})
 	if err != nil {
 		return fmt.Errorf("connector, max_messages=%d, tracing off: %w", tracingMaxMessages, err)
 	}
 	rr.untraced = p
+	url, stop := discardCollector()
+	defer stop()
+	on := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + url, "OTEL_TRACES_SAMPLER=always_on"}
+	p, err = b.throughput(r, phaseSpec{name: "traced", topic: topicBacklog, maxMessages: tracingMaxMessages, target: b.n, size: b.size, env: on})
+	if err != nil {
+		return fmt.Errorf("connector, max_messages=%d, traced: %w", tracingMaxMessages, err)
+	}
+	rr.traced = p
 	return nil
 }
 
