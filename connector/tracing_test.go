@@ -346,3 +346,57 @@ func TestNoEndpointNoTracing(t *testing.T) {
 		t.Errorf("the function received traceparent %q with tracing off", got)
 	}
 }
+
+// A wait the function asks for shows on the batch span, and its attempt is
+// marked as back-pressure; batches of a partition in flight at once each
+// have their span.
+func TestTracesShowBackPressure(t *testing.T) {
+	recv, withTracing := traced(t)
+	client, gw, cfg := setup(t, "pressed")
+	gw.SetFunctions(fn("press", "pressed"))
+	var calls atomic.Int32
+	gw.Handle("press", func(c *gatewaytest.Call) (int, []byte) {
+		if calls.Add(1) == 1 {
+			c.Reply.Set("Retry-After", "0")
+			return http.StatusTooManyRequests, nil
+		}
+		return http.StatusOK, nil
+	})
+	cfg.Ordering = "none"
+	cfg.Concurrency = 4
+	cfg.MaxMessages = 1
+	var recs []*kgo.Record
+	for i := range 4 {
+		_, _, tp := producerContext(i)
+		recs = append(recs, &kgo.Record{Topic: "pressed", Partition: 0, Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "traceparent", Value: []byte(tp)}}})
+	}
+	client.Produce(recs...)
+	testkit.Start(t, cfg, withTracing)
+
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return len(spansNamed(recv, "process pressed")) == 4 && len(spansNamed(recv, "POST /function/press")) == 5
+	}, "4 batch spans and 5 attempt spans; received %v", recv.Spans())
+	pressed := 0
+	for _, b := range spansNamed(recv, "process pressed") {
+		traceID, spanID := "", ""
+		for i := range 4 {
+			if id, sid, _ := producerContext(i); b.TraceID == id {
+				traceID, spanID = id, sid
+			}
+		}
+		if traceID == "" || b.ParentSpanID != spanID {
+			t.Errorf("batch span in trace %s under %s, not a record's", b.TraceID, b.ParentSpanID)
+		}
+		if slices.Contains(eventNames(b), tracing.EventBackPressure) {
+			pressed++
+			attempts := childrenOf(recv, b)
+			if len(attempts) != 2 || attempts[0].Attributes["kafka_connector.backpressure"] != true ||
+				attempts[0].Attributes["http.response.status_code"] != int64(http.StatusTooManyRequests) {
+				t.Errorf("attempts of the batch that waited: %v", attempts)
+			}
+		}
+	}
+	if pressed != 1 {
+		t.Errorf("%d batch spans with a back-pressure event, want 1", pressed)
+	}
+}
