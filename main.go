@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,10 +24,12 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rcrowley/go-metrics"
+	"go.opentelemetry.io/otel"
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/devmode"
+	"github.com/kafka-connector/kafka-connector/tracing"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -114,6 +117,12 @@ func runConnector(ctx context.Context, again <-chan os.Signal, stderr io.Writer)
 	}
 	c := connector.New(cfg, cfg.Gateway(), log)
 	log.Info("kafka-connector starting", "version", version, "commit", commit, "config", cfg)
+	tr, code := startTracing(ctx, log, stderr)
+	if tr == nil {
+		return code
+	}
+	defer stopTracing(tr, log)
+	c.SetTracing(tr)
 	if cfg.TLSInsecureSkipVerify {
 		log.Warn("tls_insecure_skip_verify=true: broker certificates are not checked; use this for testing only")
 	}
@@ -158,6 +167,11 @@ func runDev(ctx context.Context, again <-chan os.Signal, args []string, stdout, 
 		cfg.Topics = []string{devmode.DemoTopic}
 	}
 	log.Info("kafka-connector starting in dev mode", "version", version, "commit", commit, "config", cfg)
+	tr, code := startTracing(ctx, log, stderr)
+	if tr == nil {
+		return code
+	}
+	defer stopTracing(tr, log)
 	env, err := devmode.Start(ctx, cfg, opts, log)
 	if err != nil {
 		log.Error("cannot start dev mode", "error", err)
@@ -169,7 +183,46 @@ func runDev(ctx context.Context, again <-chan os.Signal, args []string, stdout, 
 		log.Error("cannot serve the health and metrics endpoints", "http_addr", cfg.HTTPAddr, "error", err)
 		return exitFailed
 	}
-	return serve(ctx, again, cfg.ShutdownTimeout, ln, log, connector.New(env.Config, env.Config.Gateway(), log))
+	c := connector.New(env.Config, env.Config.Gateway(), log)
+	c.SetTracing(tr)
+	return serve(ctx, again, cfg.ShutdownTimeout, ln, log, c)
+}
+
+// startTracing starts the tracer the OTEL_* variables describe, or returns
+// nil and the exit status when they cannot be used.
+func startTracing(ctx context.Context, log *slog.Logger, stderr io.Writer) (*tracing.Tracing, int) {
+	tr, err := tracing.FromEnv(ctx, version)
+	var bad *config.Error
+	switch {
+	case errors.As(err, &bad):
+		fmt.Fprintf(stderr, "kafka-connector: bad configuration: %v\n", err)
+		return nil, exitUsage
+	case err != nil:
+		log.Error("cannot start tracing", "error", err)
+		return nil, exitFailed
+	}
+	if !tr.Enabled() {
+		return tr, exitOK
+	}
+	// The SDK reports what it cannot return, such as exports that fail,
+	// to a handler of its own; once a minute is enough to say that a
+	// collector is down.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(tracing.ErrorHandler(time.Minute, func(err error) {
+		log.Warn("tracing: spans could not be exported (said at most once a minute)", "error", err)
+	})))
+	s := tr.Settings()
+	log.Info("tracing on", "endpoint", s.Endpoint, "protocol", s.Protocol, "sampler", cmp.Or(s.Sampler, "parentbased_always_on"), "sampler_arg", s.SamplerArg)
+	return tr, exitOK
+}
+
+// stopTracing exports the spans still queued, for a few seconds at most:
+// within the grace period the manifests give beyond shutdown_timeout.
+func stopTracing(tr *tracing.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		log.Warn("tracing: the last spans may be lost", "error", err)
+	}
 }
 
 // listenOrAnyPort listens on addr or, when that port is taken, on a free
@@ -233,6 +286,9 @@ func runProduce(ctx context.Context, args []string, stdin io.Reader, stdout, std
 // is wrong with it.
 func loadConfig(stderr io.Writer) (config.Config, *slog.Logger, bool) {
 	cfg, err := config.FromEnv()
+	if err == nil {
+		_, err = tracing.Check(os.LookupEnv)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kafka-connector: bad configuration: %v\n", err)
 		return cfg, nil, false

@@ -38,6 +38,8 @@ func TestBadConfigurationExitsWithStatus2AndOneLine(t *testing.T) {
 		{"basic_auth", "true"}, // with no secrets to read
 		{"value_format", "avro"},
 		{"key_format", "schema-registry"}, // with no schema_registry_url
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"},
+		{"OTEL_TRACES_SAMPLER", "jaeger_remote"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/connector"
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/tracing"
 )
 
 // The measured consumer runs in a process of its own, so that its memory and
@@ -95,7 +96,14 @@ func runChild(o childOptions) error {
 
 	switch o.kind {
 	case "connector":
-		return connector.New(cfg, gateway.New(cfg.GatewayURL), log).Run(ctx)
+		c := connector.New(cfg, gateway.New(cfg.GatewayURL), log)
+		tr, err := tracing.FromEnv(ctx, "bench")
+		if err != nil {
+			return err
+		}
+		defer tr.Shutdown(context.Background())
+		c.SetTracing(tr)
+		return c.Run(ctx)
 	case "consumer":
 		return consume(ctx, cfg, o, func() { out.write(childLine{Done: true}) })
 	default:

@@ -94,7 +94,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,avro,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,avro,tracing,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	concKeys := flag.String("concurrency-keys", "1000,120,12000", "keys of the concurrency comparison's backlogs, comma-separated: every phase runs over the first, ordering=key over the others too")
@@ -198,7 +198,7 @@ func run(o options) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") {
+	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("tracing") || b.phase("1") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
 			return err
 		}
@@ -308,6 +308,10 @@ type runResult struct {
 	// they ran.
 	conc    []concResult
 	latency *latencyResult
+
+	// traced and untraced are the connector with tracingMaxMessages,
+	// tracing on and off (see tracing.go).
+	traced, untraced *phaseResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -390,6 +394,11 @@ func (b *bench) oneRun(r int) (runResult, error) {
 				return rr, fmt.Errorf("connector, Avro values: %w", err)
 			}
 			rr.avro = p
+		}
+		if mm == tracingMaxMessages && b.phase("tracing") {
+			if err := b.tracingPhases(r, &rr); err != nil {
+				return rr, err
+			}
 		}
 	}
 	if b.phase("small") {

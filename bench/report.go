@@ -152,6 +152,10 @@ func table(o options, m machine, runs []runResult) string {
 		if mm == avroMaxMessages {
 			row(fmt.Sprintf("connector, max_messages=%d, Avro values decoded through the schema registry", mm), func(r runResult) *phaseResult { return r.avro }, true, true)
 		}
+		if mm == tracingMaxMessages {
+			row(fmt.Sprintf("connector, max_messages=%d, OTEL_* set without an endpoint (tracing off)", mm), func(r runResult) *phaseResult { return r.untraced }, true, true)
+			row(fmt.Sprintf("connector, max_messages=%d, tracing on, every batch sampled", mm), func(r runResult) *phaseResult { return r.traced }, true, true)
+		}
 	}
 	row(fmt.Sprintf("connector, max_messages=1, backlog of %s", count(o.n/smallerBy)), func(r runResult) *phaseResult { return r.small }, true, true)
 	row(fmt.Sprintf("connector, %s messages of %s, function of %v, max_messages=%d", count(o.largeN), sizeName(o.largeSize), o.largeDelay, o.largeMaxMessages),
@@ -280,6 +284,7 @@ func table(o options, m machine, runs []runResult) string {
 		fmt.Fprintf(&w, "\nWith `kafka-filter: %s`, passing one message in ten, the connector reads the backlog at %.2f× the messages a second of the same phase without a filter%s.\n",
 			oneInTen, median(filterRatios), spread(filterRatios, func(f float64) string { return fmt.Sprintf("%.2f×", f) }))
 	}
+	w.WriteString(tracingSummary(runs))
 	if o.n < 1_000_000 {
 		fmt.Fprintf(&w, "\nThe backlog is smaller than the 1,000,000 messages the targets are set for.\n")
 	}

@@ -221,6 +221,11 @@ type Config struct {
 	PrintResponse     bool `envconfig:"print_response" default:"false" desc:"true or false"`
 	PrintResponseBody bool `envconfig:"print_response_body" default:"false" desc:"true or false"`
 
+	// TraceKeys records each message's key in the spans of its batch,
+	// when tracing is on (see docs/tracing.md). Off by default: a key may
+	// be personal data, which a trace backend is not meant to hold.
+	TraceKeys bool `envconfig:"trace_keys" default:"false" desc:"true or false"`
+
 	// HTTPAddr is where the connector serves /healthz and /readyz.
 	HTTPAddr string `envconfig:"http_addr" default:":8081" desc:"a listen address such as :8081"`
 

@@ -24,6 +24,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/schema"
+	"github.com/kafka-connector/kafka-connector/tracing"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -51,6 +52,7 @@ type Connector struct {
 	live    map[*runningTrigger]bool
 	metrics *metrics
 	catalog *catalog
+	tracing *tracing.Tracing // nil when off
 
 	// seen is when each function listed with a topic was first seen so,
 	// valid or not (a paused one is not counted): the subscription time
@@ -517,6 +519,7 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
 		inflight:          functionGate(s.settings.MaxInflight),
 		inFlight:          c.metrics.inFlight.WithLabelValues(function),
+		tracer:            c.tracerFor(function, s.settings),
 		draining:          draining,
 		drain:             drain,
 		measure:           make(chan struct{}, 1),

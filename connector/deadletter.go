@@ -46,12 +46,14 @@ func (f *flight) deadLetter(attempts int, failure string) bool {
 		err := w.t.deadLetters.send(letters)
 		if err == nil {
 			w.metrics.deadLetters.Add(float64(len(letters)))
+			f.trace.DeadLettered(topic, len(letters))
 			log.Error("retries spent: batch written to the dead-letter topic and committed")
 			return true
 		}
 		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)
 		reason, fix := deadLetterFailure(err)
 		w.t.metrics.deadLetterErrors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
+		f.trace.DeadLetterFailed(topic, reason)
 		if fix != "" {
 			// Retrying goes on, as the cause may be fixed while the
 			// connector runs, but it will not succeed by itself.

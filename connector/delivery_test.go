@@ -472,8 +472,9 @@ func TestMetricsAfterARun(t *testing.T) {
 			strings.Contains(m, `kafka_connector_committed_offset{function="counted-fn",partition="0",topic="counted"} 20`) &&
 			strings.Contains(m, `kafka_connector_consumer_lag_messages{function="counted-fn",partition="2",topic="counted"} 0`) &&
 			strings.Contains(m, `kafka_connector_invocation_duration_seconds_count{function="counted-fn",status_class="5xx"} 2`) &&
-			strings.Contains(m, `kafka_connector_functions{state="running"} 1`)
-	}, "metrics show 60 consumed, 2 failures and retries, offsets committed and no lag:\n%s", grep(scrapeMetrics(t, srv.URL), "kafka_connector_"))
+			strings.Contains(m, `kafka_connector_functions{state="running"} 1`) &&
+			strings.Contains(m, "\nkafka_connector_ready 1\n")
+	}, "metrics show 60 consumed, 2 failures and retries, offsets committed, no lag, ready:\n%s", grep(scrapeMetrics(t, srv.URL), "kafka_connector_"))
 }
 
 func scrapeMetrics(t *testing.T, url string) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
 	"github.com/kafka-connector/kafka-connector/schedule"
+	"github.com/kafka-connector/kafka-connector/tracing"
 )
 
 // partitionWorker delivers one claimed partition of one trigger. Its
@@ -67,7 +68,8 @@ type partitionWorker struct {
 	msg     filter.Message
 	headers []filter.Header
 	// dec decodes keys and values; nil when the trigger passes them on.
-	dec *decoder
+	dec    *decoder
+	traced partitionTrace
 }
 
 // report is what a batch in flight tells its worker: that it is finished
@@ -241,6 +243,7 @@ func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
 		}
 	} else {
 		w.filtered++
+		w.traceFiltered(m)
 		err = w.sched.Skip(m.Offset)
 		if w.filtered >= w.t.settings.MaxMessages {
 			w.mark() // a long stretch of rejected messages is committed as it goes
@@ -306,6 +309,7 @@ func (w *partitionWorker) launch(b schedule.Batch[record]) bool {
 	f := &flight{w: w, batch: b}
 	f.body, f.lease = w.enc.body(b.Items)
 	f.lent = f.lease != nil
+	w.traceLaunch(f)
 	w.metrics.consumed.Add(float64(b.Len()))
 	if b.Len() == 1 && len(f.body) > w.t.settings.MaxBytes {
 		w.log.Warn("message larger than max_bytes; delivering it alone", "offset", b.First(),
@@ -427,6 +431,10 @@ type flight struct {
 	// one of its partition in flight: it reports to the scheduler
 	// directly, which only that goroutine touches.
 	inline bool
+	// trace is the batch's span, zero when tracing is off; filtered, the
+	// messages filtered before it, for the span.
+	trace    tracing.BatchSpan
+	filtered int
 }
 
 func (f *flight) first() int64 { return f.batch.First() }
@@ -461,6 +469,7 @@ type outcome struct {
 func (f *flight) deliver() {
 	w := f.w
 	s := w.t.settings
+	f.startTrace()
 	defer func() {
 		if f.timer != nil {
 			f.timer.Stop()
@@ -500,11 +509,13 @@ func (f *flight) deliver() {
 			throttles++
 			w.metrics.backPressure.Inc()
 			delay = max(out.wait, backoff(s.RetryBackoffInitial, s.RetryBackoffMax, throttles))
+			f.trace.BackPressure(attempt, delay, w.gate.Limit())
 			w.t.throttled(f.log(), attempt, out.failure, delay, w.gate.Limit())
 		} else {
 			failures++
 			if s.MaxRetries >= 0 && failures > s.MaxRetries {
 				w.metrics.giveUps.Inc()
+				f.trace.GiveUp(attempt)
 				if !f.giveUp(attempt, out.failure) {
 					f.report(report{id: f.batch.ID, abandoned: true})
 					return
@@ -513,6 +524,7 @@ func (f *flight) deliver() {
 				return
 			}
 			delay = backoff(s.RetryBackoffInitial, s.RetryBackoffMax, failures)
+			f.trace.Retry(attempt, delay)
 			f.log().Warn("invocation failed; retrying", "attempt", attempt, "failure", out.failure, "retry_in", delay.Round(time.Millisecond))
 		}
 		if !f.sleep(delay) {
@@ -531,6 +543,7 @@ func (f *flight) report(r report) {
 	if r.done {
 		f.lease.release()
 	}
+	f.traceReport(r)
 	if f.inline {
 		f.w.handle(r)
 		return
@@ -573,6 +586,7 @@ func (f *flight) attempt(n int) (outcome, bool) {
 	}
 	w.t.inFlight.Inc()
 	out := f.invoke(n)
+	f.trace.AttemptEnded(out.throttled, out.failedFrom)
 	w.t.inFlight.Dec()
 	result := schedule.Failed
 	switch {
@@ -628,9 +642,11 @@ func (f *flight) invoke(attempt int) outcome {
 		header.Set("X-Callback-Url", s.CallbackURL)
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, s.UpstreamTimeout)
+	f.traceAttempt(attempt, header)
 	start := time.Now()
 	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header, Long: f.scanLong})
 	cancel()
+	f.trace.Answered(resp.Status, err)
 	elapsed := time.Since(start)
 	if w.t.printResponse {
 		attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}

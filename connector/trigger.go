@@ -56,6 +56,8 @@ type trigger struct {
 	// (see functionGate). inFlight shows them.
 	inflight *schedule.Gate
 	inFlight prometheus.Gauge
+	// tracer traces the batches; nil when tracing is off.
+	tracer *triggerTracer
 
 	health health // whether it consumes: see isReady
 	// measure asks the lag watcher to look at the partitions now, for a

@@ -32,6 +32,7 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/tracing"
 	"github.com/kafka-connector/kafka-connector/types"
 )
 
@@ -309,6 +310,9 @@ func readFiles(t *testing.T) ([]document, map[string]error) {
 	var docs []document
 	bad := map[string]error{}
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "testdata" {
+			return filepath.SkipDir // what tests read, such as promtool's
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -688,15 +692,21 @@ func TestConnectorDefaults(t *testing.T) {
 	}
 }
 
+// reads reports whether the connector reads a variable: one of its
+// settings, or one of the OpenTelemetry SDK's OTEL_* variables, which it
+// passes on.
+func reads(name string) bool {
+	return slices.Contains(config.Names(), name) || tracing.ReadsVariable(name)
+}
+
 func checkEnvironmentIsRead(t *testing.T, k connector) {
-	known := config.Names()
 	for _, name := range slices.Sorted(maps.Keys(k.env)) {
-		if !slices.Contains(known, name) {
+		if !reads(name) {
 			t.Errorf("%s is set but the connector does not read it", name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(k.fromElsewhere)) {
-		if !slices.Contains(known, name) {
+		if !reads(name) {
 			t.Errorf("%s is set but the connector does not read it", name)
 		}
 	}
@@ -722,6 +732,9 @@ func checkDefaults(t *testing.T, k connector) {
 // deployment's environment.
 func checkSettingsAccepted(t *testing.T, k connector) {
 	cfg := loadConfig(t, k, t.TempDir())
+	if _, err := tracing.Check(func(name string) (string, bool) { v, ok := k.env[name]; return v, ok }); err != nil {
+		t.Errorf("the connector refuses the tracing settings: %v", err)
+	}
 	if k.grace <= cfg.ShutdownTimeout {
 		t.Errorf("grace period %v: want more than shutdown_timeout (%v), or batches in flight are killed", k.grace, cfg.ShutdownTimeout)
 	}
@@ -878,7 +891,6 @@ func checkScraped(t *testing.T, k connector) {
 var commentedEnv = regexp.MustCompile(`(?m)^\s*#\s*- name:\s*(\S+)\s*\n\s*#\s*value:`)
 
 func TestCommentedSettingsAreRead(t *testing.T) {
-	known := config.Names()
 	seen := map[string]bool{}
 	for _, d := range ofKind(readAll(t), "kubernetes") {
 		if seen[d.file] {
@@ -888,7 +900,7 @@ func TestCommentedSettingsAreRead(t *testing.T) {
 		for _, m := range commentedEnv.FindAllSubmatch(d.raw, -1) {
 			name := string(m[1])
 			t.Run(d.file+"/"+name, func(t *testing.T) {
-				if !slices.Contains(known, name) {
+				if !reads(name) {
 					t.Errorf("the comment offers %s, which the connector does not read", name)
 				}
 			})

@@ -245,9 +245,9 @@ type Running struct {
 // Logs returns what the connector logged so far, one JSON object a line.
 func (r *Running) Logs() string { return r.logs.String() }
 
-// Start runs a connector with cfg. It is stopped when the test ends, if the
-// test did not stop it before.
-func Start(t testing.TB, cfg config.Config) *Running {
+// Start runs a connector with cfg, after the options have set it up. It
+// is stopped when the test ends, if the test did not stop it before.
+func Start(t testing.TB, cfg config.Config, options ...func(*connector.Connector)) *Running {
 	t.Helper()
 	gw := cfg.Gateway()
 	logs := &SyncBuffer{}
@@ -260,6 +260,9 @@ func Start(t testing.TB, cfg config.Config) *Running {
 		t.Fatal(err)
 	}
 	c := connector.New(cfg, gw, slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})))
+	for _, o := range options {
+		o(c)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Running{Connector: c, cancel: cancel, done: make(chan struct{}), logs: logs}
 	go func() {

@@ -80,6 +80,10 @@ schema_registry_username_file: schemaRegistry.secretName and schemaRegistry.user
 schema_registry_password_file: schemaRegistry.secretName and schemaRegistry.passwordKey
 schema_registry_token_file: schemaRegistry.secretName and schemaRegistry.tokenKey
 schema_registry_ca_file: schemaRegistry.ca.secretName
+OTEL_EXPORTER_OTLP_ENDPOINT: tracing.endpoint
+OTEL_EXPORTER_OTLP_PROTOCOL: tracing.protocol
+OTEL_TRACES_SAMPLER: tracing.sampler
+OTEL_TRACES_SAMPLER_ARG: tracing.samplerArg
 {{- end -}}
 
 {{/*
@@ -108,6 +112,16 @@ so that the mistake shows in helm's answer rather than in a crash loop.
 {{- if not $tls.enabled -}}
 {{- if or $tls.ca.secretName $tls.clientCert.secretName $tls.insecureSkipVerify -}}
 {{- fail "tls.ca, tls.clientCert and tls.insecureSkipVerify need tls.enabled=true" -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.tracing -}}
+{{- if .endpoint -}}
+{{- if not (regexMatch "^https?://[^/]+" (toString .endpoint)) -}}
+{{- fail (printf "tracing.endpoint=%q: want an http or https URL, such as http://otel-collector:4318" .endpoint) -}}
+{{- end -}}
+{{- if not (has .protocol (list "http/protobuf" "grpc")) -}}
+{{- fail (printf "tracing.protocol=%q: want http/protobuf or grpc" .protocol) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- $sasl := .Values.sasl -}}
