@@ -425,10 +425,13 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		log:               c.log.With("function", function),
 		metrics:           c.metrics,
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
-		inflight:          schedule.NewGate(s.settings.MaxInflight),
-		inFlight:          c.metrics.inFlight.WithLabelValues(function),
-		draining:          draining,
-		drain:             drain,
+		answers: newAnswers(s.settings, c.cfg.Brokers, c.cfg.CommitInterval, func(id string) *sarama.Config {
+			return c.cfg.SaramaResponse(s.settings, id)
+		}, c.metrics.responses),
+		inflight: schedule.NewGate(s.settings.MaxInflight),
+		inFlight: c.metrics.inFlight.WithLabelValues(function),
+		draining: draining,
+		drain:    drain,
 	}
 }
 

@@ -34,12 +34,14 @@ type metrics struct {
 	functionErrors *prometheus.GaugeVec // function
 	// deadLetterErrors: function, topic (the source), reason
 	deadLetterErrors *prometheus.CounterVec
+	responses        *responseMetrics
 }
 
 func newMetrics() *metrics {
 	const ns = "kafka_connector"
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry:  prometheus.NewRegistry(),
+		responses: newResponseMetrics(ns),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "messages_consumed_total",
 			Help: "Messages read from Kafka and put in a batch.",
@@ -132,6 +134,7 @@ func newMetrics() *metrics {
 		m.deadLetters, m.deadLetterErrors, m.retrying, m.inFlight, m.backPressure, m.window, m.lag, m.oldest, m.committed, m.triggers, m.restarts, m.gatewayErrors, m.functionErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.registry.MustRegister(m.responses.collectors()...)
 	return m
 }
 
@@ -195,12 +198,12 @@ func (p *partitionMetrics) release() {
 // the function has a trigger; function_config_error is kept by the function
 // list itself.
 func (m *metrics) byFunction() []*prometheus.MetricVec {
-	return []*prometheus.MetricVec{
+	return append([]*prometheus.MetricVec{
 		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
 		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
 		m.retrying.MetricVec, m.lag.MetricVec, m.oldest.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
 		m.filtered.MetricVec, m.deadLetterErrors.MetricVec, m.inFlight.MetricVec, m.backPressure.MetricVec, m.window.MetricVec,
-	}
+	}, m.responses.vecs()...)
 }
 
 // forget deletes every series of a function whose trigger is gone.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/respond"
 	"github.com/kafka-connector/kafka-connector/schedule"
 )
 
@@ -65,6 +66,8 @@ type partitionWorker struct {
 	// msg and headers are the filter's view of the message being matched.
 	msg     filter.Message
 	headers []filter.Header
+	// resp writes the function's answers; nil without a response topic.
+	resp *partitionResponses
 }
 
 // report is what a batch in flight tells its worker: that it is finished
@@ -134,6 +137,10 @@ func (w *partitionWorker) run() {
 	defer context.AfterFunc(w.sess.Context(), cancel)()
 	endWithClaim(w.claim, w.log, cancel)
 	w.stop = stop
+	defer w.closeResponses()
+	if !w.openResponses() {
+		return
+	}
 
 	w.loop()
 	w.sched.Stop()
@@ -194,6 +201,11 @@ func (w *partitionWorker) loop() {
 					return
 				}
 				continue
+			case <-w.resp.due():
+				if !w.flushResponses() {
+					return
+				}
+				continue
 			case <-done:
 				return
 			}
@@ -211,6 +223,9 @@ func (w *partitionWorker) loop() {
 // scheduler's rules, which would be a bug: the worker then stops, leaving
 // the rest uncommitted.
 func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
+	if w.resp.skipped(m.Offset) {
+		return true
+	}
 	var err error
 	if w.accept(m) {
 		r := w.enc.encode(m)
@@ -360,9 +375,21 @@ func (w *partitionWorker) logStart() {
 // flushes marks to Kafka every commit_interval and when the session ends. Every
 // mark carries the subscription time, so that it stays recorded in the
 // group (see startFor).
+//
+// Under exactly-once responses the offset is committed in the partition's
+// transaction instead, with the answers (see hold), and never marked.
 func (w *partitionWorker) commit(offset int64) {
-	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
 	w.marked = offset
+	if w.resp.transactional() {
+		w.hold(offset)
+		return
+	}
+	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
+	w.committed(offset)
+}
+
+// committed shows offset as the partition's committed one.
+func (w *partitionWorker) committed(offset int64) {
 	w.state.advance(offset)
 	w.showOldest()
 	w.metrics.committed.Set(float64(offset))
@@ -402,6 +429,9 @@ type flight struct {
 	// one of its partition in flight: it reports to the scheduler
 	// directly, which only that goroutine touches.
 	inline bool
+	// lastAnswer is the start of the function's last answer, for the
+	// dead letters (see noteAnswer).
+	lastAnswer []byte
 }
 
 func (f *flight) first() int64 { return f.batch.First() }
@@ -418,6 +448,9 @@ type outcome struct {
 	// alone (its Retry-After), 0 when it did not say.
 	throttled bool
 	wait      time.Duration
+	// answer is what a successful answer asks to write to the response
+	// topic.
+	answer []respond.Record
 }
 
 // deliver invokes the function with the batch until it succeeds, the
@@ -448,6 +481,10 @@ func (f *flight) deliver() {
 		}
 		out, started := f.attempt(attempt)
 		if !started {
+			f.report(report{id: f.batch.ID, abandoned: true})
+			return
+		}
+		if (out.ok || out.failedFrom >= 0) && !f.writeAnswer(out.answer) {
 			f.report(report{id: f.batch.ID, abandoned: true})
 			return
 		}
@@ -563,6 +600,9 @@ func (f *flight) attempt(n int) (outcome, bool) {
 // committed then.
 func (f *flight) sleep(d time.Duration) bool {
 	w := f.w
+	if f.inline && !w.flushResponses() {
+		return false // no transaction stays open while the partition waits
+	}
 	w.metrics.retrying.Inc()
 	defer w.metrics.retrying.Dec()
 	if f.timer == nil {
@@ -604,6 +644,7 @@ func (f *flight) invoke(attempt int) outcome {
 	resp, err := w.t.gateway.Invoke(ctx, gateway.Request{Function: w.t.function, Async: s.Async, Body: f.body, Released: f.lend(), Header: header})
 	cancel()
 	elapsed := time.Since(start)
+	f.noteAnswer(resp.Body)
 	w.metrics.invoked(resp.Status, elapsed.Seconds())
 	if w.t.printResponse {
 		attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}
@@ -629,10 +670,14 @@ func (f *flight) invoke(attempt int) outcome {
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}
 	}
-	if from, ok := f.firstFailed(resp.Body); ok {
-		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from)}
+	answer, err := f.answer(resp)
+	if err != nil {
+		return outcome{failedFrom: -1, failure: fmt.Sprintf("status %d: %v", resp.Status, err)}
 	}
-	return outcome{ok: true, failedFrom: -1}
+	if from, ok := f.firstFailed(resp.Body); ok {
+		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from), answer: answer}
+	}
+	return outcome{ok: true, failedFrom: -1, answer: answer}
 }
 
 // idempotencyKey names the batch, the same on every attempt. Under key

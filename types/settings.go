@@ -64,6 +64,10 @@ type TriggerSettings struct {
 	// MaxInflight caps the invocations in flight for the function on this
 	// replica, across its partitions; 0 sets no cap.
 	MaxInflight int
+	// ResponseTopic, when set, receives the function's answers, written as
+	// ResponseDelivery says (see CheckResponse).
+	ResponseTopic    string
+	ResponseDelivery ResponseDelivery
 }
 
 // DefaultConcurrency is the concurrency of a function under key or none
@@ -160,6 +164,7 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 		AnnotationMaxWait, AnnotationMaxRetries, AnnotationDeadLetterTopic, AnnotationIsolationLevel, AnnotationFilter,
 		AnnotationMaxBufferedBytes,
 		AnnotationOrdering, AnnotationConcurrency, AnnotationMaxInflight,
+		AnnotationResponseTopic, AnnotationResponseDelivery,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -246,7 +251,27 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 				return bad(fmt.Sprintf("0 (no cap) or a whole number up to %d", MaxInflightCap))
 			}
 			s.MaxInflight = n
+		case AnnotationResponseTopic:
+			if err := CheckTopicName(v); err != nil {
+				return bad("a Kafka topic name: " + err.Error())
+			}
+			s.ResponseTopic = v
+		case AnnotationResponseDelivery:
+			d, err := ParseResponseDelivery(v)
+			if err != nil {
+				return bad("at-least-once or exactly-once")
+			}
+			s.ResponseDelivery = d
 		}
+	}
+	if err := s.CheckResponse(); err != nil {
+		// Blame the annotation that made the combination, the first set.
+		for _, name := range []string{AnnotationResponseDelivery, AnnotationOrdering, AnnotationResponseTopic} {
+			if raw, set := annotations[name]; set {
+				return TriggerSettings{}, &AnnotationError{Annotation: name, Value: raw, Allowed: "a value that works with the others: " + err.Error()}
+			}
+		}
+		return TriggerSettings{}, err
 	}
 	if raw, set := annotations[AnnotationConcurrency]; set && s.Ordering == schedule.OrderPartition && s.Concurrency != 1 {
 		return TriggerSettings{}, &AnnotationError{Annotation: AnnotationConcurrency, Value: raw,
