@@ -152,8 +152,10 @@ type partitionResponses struct {
 	timing  bool
 	// failed is set once a transaction failed: nothing more is
 	// committed, the claim ends, and the session is ended for the
-	// partition to be read again.
-	failed bool
+	// partition to be read again. fenced is set when another replica
+	// took the partition's transactional id.
+	failed, fenced bool
+	id             string // the transactional id
 	halt   context.CancelFunc
 }
 
@@ -176,6 +178,7 @@ func (w *partitionWorker) openResponses() bool {
 	r.timer = time.NewTimer(time.Hour)
 	r.timer.Stop()
 	id := respond.TransactionalID(w.t.settings.Group, w.claim.Topic(), w.claim.Partition())
+	r.id = id
 	retry := newRetrier(w.t.settings.RetryBackoffInitial, w.t.settings.RetryBackoffMax)
 	for r.tx == nil {
 		tx, err := respond.NewTransactional(w.t.brokers, a.newConfig(id), w.t.settings.Group)
@@ -237,10 +240,24 @@ func (w *partitionWorker) closeResponses() {
 		w.flushResponses()
 	}
 	r.tx.Close()
-	if r.failed {
-		if end := r.a.redeliver.Load(); end != nil {
-			(*end)()
+	if !r.failed {
+		return
+	}
+	if !r.fenced {
+		// A producer that failed may leave its transaction open at the
+		// coordinator, and with it the offsets it added: readers of the
+		// group's offsets (read_committed consumers, this partition's
+		// next claim) wait for it until the transaction timeout. Starting
+		// the id again aborts it now. After fencing, the id is the other
+		// replica's, and its own start aborted the transaction.
+		if tx, err := respond.NewTransactional(w.t.brokers, r.a.newConfig(r.id), w.t.settings.Group); err == nil {
+			tx.Close()
+		} else {
+			w.log.Warn("cannot abort the failed transaction; the partition waits for the brokers' transaction timeout", "error", err)
 		}
+	}
+	if end := r.a.redeliver.Load(); end != nil {
+		(*end)()
 	}
 }
 
@@ -310,7 +327,7 @@ func (w *partitionWorker) flushResponses() bool {
 	tm := r.a.metrics.transactions
 	if err := r.tx.Commit(w.claim.Topic(), w.claim.Partition(), r.held, w.meta); err != nil {
 		tm.WithLabelValues(w.t.function, w.claim.Topic(), "aborted").Inc()
-		w.responseFailed("cannot commit the transaction of the partition's answers and offsets", err)
+		w.responseFailed("cannot commit the transaction of the partition's answers and offsets", err, respond.Fenced(err))
 		return false
 	}
 	if open {
@@ -324,13 +341,14 @@ func (w *partitionWorker) flushResponses() bool {
 // responseFailed gives up on the partition after a failed transaction: its
 // answers are dropped and its offsets not committed; the claim ends and the
 // session with it (see closeResponses).
-func (w *partitionWorker) responseFailed(what string, err error) {
+func (w *partitionWorker) responseFailed(what string, err error, fenced bool) {
 	r := w.resp
 	r.failed = true
 	r.holding = false
 	reason, fix := writeFailure(err, "response topic")
-	if respond.Fenced(err) {
+	if fenced {
 		reason, fix = "fenced", ""
+		r.fenced = true
 	}
 	r.a.metrics.errors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
 	log := w.log.With("response_topic", r.a.topic, "reason", reason, "error", err)
@@ -383,7 +401,10 @@ func (f *flight) writeAnswer(records []respond.Record) bool {
 	s := w.t.settings
 	for try := 1; ; try++ {
 		var err error
-		lost := false
+		// fenced: the coordinator refused the write for the state of the
+		// transaction, which a producer of the id started elsewhere (the
+		// partition's next owner) aborted.
+		lost, fenced := false, false
 		if a.exactly {
 			if r.failed {
 				return false
@@ -392,8 +413,9 @@ func (f *flight) writeAnswer(records []respond.Record) bool {
 			if err = r.tx.Write(msgs); err != nil {
 				// The transaction can only be aborted now. What it held
 				// of the batches before this one is lost with it.
+				fenced = respond.Fenced(err) || errors.Is(err, sarama.ErrInvalidTxnState)
 				r.tx.Abort()
-				lost = before > 0 || respond.Fenced(err) || !r.tx.Usable()
+				lost = before > 0 || fenced || !r.tx.Usable()
 			}
 		} else {
 			err = a.writer.Write(msgs)
@@ -406,7 +428,7 @@ func (f *flight) writeAnswer(records []respond.Record) bool {
 			return true
 		}
 		if lost {
-			w.responseFailed("cannot write the answer in the partition's transaction", err)
+			w.responseFailed("cannot write the answer in the partition's transaction", err, fenced)
 			return false
 		}
 		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)

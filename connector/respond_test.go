@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kafka-connector/kafka-connector/config"
 	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
 	"github.com/kafka-connector/kafka-connector/internal/testkit"
 	"github.com/kafka-connector/kafka-connector/respond"
@@ -246,5 +249,186 @@ func TestResponseWriteFailureKeepsTheBatchUncommitted(t *testing.T) {
 	}
 	if !strings.Contains(r.Logs(), "grant its user WRITE and DESCRIBE on the topic") {
 		t.Error("the log does not say what to do")
+	}
+}
+
+// exactlyOnce is the setup of the exactly-once tests: the function echoes
+// every message into the response topic.
+func exactlyOnce(t *testing.T, in, out string) (*testkit.Client, *gatewaytest.Gateway, config.Config) {
+	t.Helper()
+	client, gw, cfg := setup(t, in, out)
+	cfg.ResponseTopic = out
+	cfg.ResponseDelivery = types.ExactlyOnce
+	cfg.MaxMessages = 5
+	cfg.CommitInterval = 100 * time.Millisecond
+	return client, gw, cfg
+}
+
+// wantEachOnce checks that every offset of every partition of in, up to n,
+// has exactly one answer among recs, and nothing else was written.
+func wantEachOnce(t *testing.T, recs []*kgo.Record, in string, n int) {
+	t.Helper()
+	got := countOutputs(recs)
+	bad := 0
+	for p := 0; p < partitions; p++ {
+		for o := 0; o < n; o++ {
+			v := fmt.Sprintf("%s/%d/%d", in, p, o)
+			if got[v] != 1 && bad < 10 {
+				t.Errorf("%s written %d times, want once", v, got[v])
+				bad++
+			}
+			delete(got, v)
+		}
+	}
+	if len(got) > 0 {
+		t.Errorf("written but not asked for: %v", got)
+	}
+}
+
+// commitsOutsideTransactions counts the group's offset commits that do not
+// go through a transaction: under exactly-once there must be none.
+func commitsOutsideTransactions(cluster *kfake.Cluster, group string) *atomic.Int32 {
+	var n atomic.Int32
+	cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if r := req.(*kmsg.OffsetCommitRequest); r.Group == group && len(r.Topics) > 0 {
+			n.Add(1)
+		}
+		return nil, nil, false
+	})
+	return &n
+}
+
+// Under exactly-once, a read_committed reader sees each message's answer
+// once, although transactions fail and their batches are delivered again;
+// the offsets are committed in the transactions, never by the group.
+func TestExactlyOnceWritesEachAnswerOnce(t *testing.T) {
+	client, gw, cfg := exactlyOnce(t, "ledger", "ledger.out")
+	gw.SetFunctions(fn("post", "ledger"))
+	gw.Handle("post", echoRecords)
+	outside := commitsOutsideTransactions(client.Cluster, "kafka-connector-post")
+	// The first commits fail as a coordinator that lost the transaction
+	// answers: each aborts a transaction holding answers.
+	var failed atomic.Int32
+	client.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		client.Cluster.KeepControl()
+		r := req.(*kmsg.EndTxnRequest)
+		if !r.Commit || failed.Load() >= 2 {
+			return nil, nil, false
+		}
+		failed.Add(1)
+		resp := r.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidTxnState.Code
+		return resp, nil, true
+	})
+	r := testkit.Start(t, cfg)
+
+	produceSpread(client, "ledger", 30)
+	committedAll(t, client, "kafka-connector-post", "ledger")
+	r.Stop()
+	if failed.Load() < 2 {
+		t.Fatalf("%d transactions failed, want 2", failed.Load())
+	}
+	if n := outside.Load(); n > 0 {
+		t.Errorf("%d offset commits outside a transaction", n)
+	}
+	wantEachOnce(t, readCommitted(t, client.Cluster, "ledger.out", partitions), "ledger", 30)
+	if !strings.Contains(r.Logs(), "its batches will be delivered again") {
+		t.Error("the failed transactions are not logged")
+	}
+}
+
+// Partitions moving between two replicas while invocations are in flight
+// still write each answer once: the replica that takes a partition starts
+// from what the other committed in its last transaction.
+func TestExactlyOnceAcrossARebalance(t *testing.T) {
+	client, gw, cfg := exactlyOnce(t, "moves", "moves.out")
+	gw.SetFunctions(fn("post", "moves"))
+	gw.Handle("post", func(c *gatewaytest.Call) (int, []byte) {
+		select {
+		case <-time.After(20 * time.Millisecond): // in flight while the group rebalances
+		case <-c.Context().Done():
+		}
+		return echoRecords(c)
+	})
+	outside := commitsOutsideTransactions(client.Cluster, "kafka-connector-post")
+	first := testkit.Start(t, cfg)
+	produceSpread(client, "moves", 40)
+	testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("post")) >= 3 }, "invocations under way")
+	second := testkit.Start(t, cfg)
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Members("kafka-connector-post") == 2 },
+		"both replicas are members of the group")
+	produceSpread(client, "moves", 40)
+	first.Stop()
+	produceSpread(client, "moves", 40)
+	committedAll(t, client, "kafka-connector-post", "moves")
+	second.Stop()
+	if n := outside.Load(); n > 0 {
+		t.Errorf("%d offset commits outside a transaction", n)
+	}
+	wantEachOnce(t, readCommitted(t, client.Cluster, "moves.out", partitions), "moves", 120)
+}
+
+// A replica that lost its partition while it held a transaction open is
+// fenced when another producer of the partition starts, as the replica
+// that takes the partition does: its transaction is aborted, its answers
+// are never seen by read_committed readers, and its next write fails. It
+// then reads the partition again from the committed offset.
+func TestFencedReplicaCannotCommit(t *testing.T) {
+	client, gw, cfg := exactlyOnce(t, "fence", "fence.out")
+	cfg.MaxMessages = 1
+	cfg.CommitInterval = time.Minute // the transaction stays open
+	gw.SetFunctions(fn("post", "fence"))
+	release := make(chan struct{})
+	var held atomic.Int32
+	gw.Handle("post", func(c *gatewaytest.Call) (int, []byte) {
+		if e, err := c.Event(); err == nil && len(e.Records) == 1 && e.Records[0].Ckafka.MsgBody == "hold" && held.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-c.Context().Done():
+			}
+		}
+		return echoRecords(c)
+	})
+	client.Produce(testkit.Record("fence", 0, nil, []byte("a")), testkit.Record("fence", 0, nil, []byte("b")),
+		testkit.Record("fence", 0, nil, []byte("hold")))
+	r := testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, func() bool { return held.Load() == 1 }, "the third batch is in flight")
+
+	// The partition's next owner starts its producer.
+	next, err := kgo.NewClient(kgo.SeedBrokers(client.Cluster.ListenAddrs()...),
+		kgo.TransactionalID(respond.TransactionalID("kafka-connector-post", "fence", 0)), kgo.DefaultProduceTopic("fence.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := next.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	if recs := readCommitted(t, client.Cluster, "fence.out", partitions); len(recs) != 0 {
+		t.Fatalf("the fenced replica's answers are visible: %v", countOutputs(recs))
+	}
+	close(release)
+	testkit.Eventually(t, 30*time.Second, func() bool { return held.Load() >= 2 }, "the batches are delivered again")
+	r.Stop() // commits the transaction of the batches delivered again
+	if got := client.Committed("kafka-connector-post")["fence"][0]; got != 3 {
+		t.Errorf("committed offset %d, want 3", got)
+	}
+	if !strings.Contains(r.Logs(), "fenced this one") {
+		t.Error("the fencing is not logged")
+	}
+	got := countOutputs(readCommitted(t, client.Cluster, "fence.out", partitions))
+	for o := 0; o < 3; o++ {
+		if v := fmt.Sprintf("fence/0/%d", o); got[v] != 1 {
+			t.Errorf("%s written %d times, want once", v, got[v])
+		}
 	}
 }
