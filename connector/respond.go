@@ -156,7 +156,7 @@ type partitionResponses struct {
 	// took the partition's transactional id.
 	failed, fenced bool
 	id             string // the transactional id
-	halt   context.CancelFunc
+	halt           context.CancelFunc
 }
 
 // openResponses prepares the partition's answers before its first message
