@@ -92,7 +92,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,respond,1,small,large,latency,concurrency,many", "the phases to run, comma-separated")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	flag.IntVar(&o.largeSize, "large-size", 64<<10, "bytes of each message value in the large-message phase")
@@ -150,6 +150,7 @@ const (
 	topicSmall   = "backlog-small"
 	topicLarge   = "backlog-large"
 	topicKeyed   = "backlog-keyed"
+	topicAnswers = "answers"
 	smallerBy    = 3
 )
 
@@ -167,7 +168,7 @@ func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall, topicLarge, topicKeyed}
+	topics := []string{topicBacklog, topicSmall, topicLarge, topicKeyed, topicAnswers}
 	for r := 1; r <= o.runs; r++ {
 		topics = append(topics, latencyTopic(r))
 	}
@@ -183,7 +184,7 @@ func run(o options) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") {
+	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("1") || b.phase("respond") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
 			return err
 		}
@@ -227,6 +228,7 @@ func run(o options) error {
 	m.loadEnd = loadAverage()
 	fmt.Print(table(o, m, runs))
 	fmt.Print(concTable(o, runs))
+	fmt.Print(respondTable(o, runs))
 	if many != nil {
 		fmt.Print(many.table())
 	}
@@ -259,6 +261,8 @@ type runResult struct {
 	// conc are the phases of the concurrency comparison, in concPhases' order.
 	conc    []*phaseResult
 	latency *latencyResult
+	// answers are the response-topic phases, in respondPhases' order.
+	answers []*phaseResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -334,6 +338,11 @@ func (b *bench) oneRun(r int) (runResult, error) {
 				return rr, fmt.Errorf("connector, filter passing one in ten: %w", err)
 			}
 			rr.filtered = p
+		}
+		if mm == respondMaxMessages && b.phase("respond") {
+			if err := b.respond(r, &rr); err != nil {
+				return rr, err
+			}
 		}
 	}
 	if b.phase("small") {
@@ -427,6 +436,8 @@ type phaseSpec struct {
 	// read and the phase ends when the function has received those that
 	// pass.
 	expr string
+	// answer makes the function answer a record for each message.
+	answer bool
 }
 
 // throughput runs one consumer over the backlog of a topic until the target
@@ -461,6 +472,7 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 			}
 		}
 		s.slow = ps.slow
+		s.answer = ps.answer
 		if topic == topicBacklog && maxMessages == 1 && b.n/smallerBy <= target {
 			s.checkpoint = int64(b.n / smallerBy)
 		}

@@ -29,13 +29,7 @@ type Header struct {
 // did not mean to a topic others read, so the batch fails instead.
 var ErrAnswer = errors.New("the answer's records cannot be read")
 
-// answer is the body of a function that says what to write. Only a JSON
-// object with a "records" list is one; the key is matched exactly, so that
-// an answer that echoes the CKafka event ("Records") is still written whole.
-type answer struct {
-	Records []answerRecord
-}
-
+// answerRecord is one element of an answer's "records" list.
 type answerRecord struct {
 	Key     *string           `json:"key"`
 	Value   json.RawMessage   `json:"value"`
@@ -67,8 +61,8 @@ func Parse(body []byte) ([]Record, error) {
 		return []Record{{Value: bytes.Clone(body)}}, nil
 	}
 	out := make([]Record, 0, len(list))
-	for i, raw := range list {
-		r, err := parseRecord(raw)
+	for i, ar := range list {
+		r, err := parseRecord(ar)
 		if err != nil {
 			return nil, fmt.Errorf("%w: records[%d]: %v", ErrAnswer, i, err)
 		}
@@ -77,44 +71,68 @@ func Parse(body []byte) ([]Record, error) {
 	return out, nil
 }
 
-// recordsList finds the "records" list of a JSON object. It reports false
-// for a body that is not a JSON object, or one without a "records" member
-// that is a list: such a body is written whole.
-func recordsList(body []byte) ([]json.RawMessage, bool, error) {
+// recordsList finds the "records" list of a JSON object, matching the
+// member's name exactly (encoding/json would take "Records" for it), in one
+// pass over the body's top level. It reports false for a body that is not
+// a JSON object, or one without a "records" member that is a list: such a
+// body is written whole.
+func recordsList(body []byte) ([]answerRecord, bool, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' || !bytes.Contains(trimmed, []byte(`"records"`)) {
 		return nil, false, nil // the common case, without parsing
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &obj); err != nil {
+	if !json.Valid(trimmed) {
 		return nil, false, nil
 	}
-	raw, ok := obj["records"]
-	if !ok {
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if _, err := dec.Token(); err != nil { // {
 		return nil, false, nil
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '[' {
+	var list json.RawMessage
+	found := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, false, nil
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, false, nil
+		}
+		if key, _ := tok.(string); key == "records" {
+			list, found = value, true // the last one, as encoding/json would
+		}
+	}
+	if !found || len(list) == 0 || list[0] != '[' {
 		return nil, false, nil
 	}
-	var list []json.RawMessage
-	if err := json.Unmarshal(raw, &list); err != nil {
+	ld := json.NewDecoder(bytes.NewReader(list))
+	ld.DisallowUnknownFields()
+	var out []answerRecord
+	if err := ld.Decode(&out); err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrAnswer, err)
 	}
-	return list, true, nil
+	for i, ar := range out {
+		if ar.Key == nil && ar.Value == nil && ar.Headers == nil {
+			// An element that is not an object (null) decodes to nothing.
+			if elementIsNull(list, i) {
+				return nil, false, fmt.Errorf("%w: records[%d]: want an object with key, value and headers, got null", ErrAnswer, i)
+			}
+		}
+	}
+	return out, true, nil
 }
 
-func parseRecord(raw json.RawMessage) (Record, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return Record{}, fmt.Errorf("want an object with key, value and headers, got %.40s", raw)
+// elementIsNull reports whether element i of a JSON list is null.
+func elementIsNull(list json.RawMessage, i int) bool {
+	var elems []json.RawMessage
+	if json.Unmarshal(list, &elems) != nil || i >= len(elems) {
+		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	var ar answerRecord
-	if err := dec.Decode(&ar); err != nil {
-		return Record{}, err
-	}
+	return string(bytes.TrimSpace(elems[i])) == "null"
+}
+
+func parseRecord(ar answerRecord) (Record, error) {
 	var r Record
 	if ar.Key != nil {
 		r.Key = []byte(*ar.Key)

@@ -59,13 +59,18 @@ func Messages(topic string, src Source, records []Record) []*sarama.ProducerMess
 	extra := src.headers()
 	out := make([]*sarama.ProducerMessage, 0, len(records))
 	for _, r := range records {
-		headers := make([]sarama.RecordHeader, 0, len(r.Headers)+len(extra))
-		for _, h := range r.Headers {
-			if !slices.Contains(reserved, h.Key) {
-				headers = append(headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+		// Records without headers of their own share the source's: the
+		// producer only reads them.
+		headers := extra
+		if len(r.Headers) > 0 {
+			headers = make([]sarama.RecordHeader, 0, len(r.Headers)+len(extra))
+			for _, h := range r.Headers {
+				if !slices.Contains(reserved, h.Key) {
+					headers = append(headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+				}
 			}
+			headers = append(headers, extra...)
 		}
-		headers = append(headers, extra...)
 		// A nil key or value stays null, not empty.
 		m := &sarama.ProducerMessage{Topic: topic, Headers: headers, Metadata: inputPartition(src.Partition)}
 		if r.Key != nil {
