@@ -173,7 +173,7 @@ func TestAnswerFormsWriteWhatTheFormatSays(t *testing.T) {
 		{"echo", `{"Records":[1]}`, []string{`{"Records":[1]}`}},
 		{"empty", "", nil},
 		{"nothing", `{"records":[]}`, nil},
-		{"values", `{"records":[{"value":{"a":1}},{"value":"text"},{"key":"k"}],"batchItemFailures":[]}`, []string{`{"a":1}`, "text", ""}},
+		{"values", `{"records":[{"value":{"a":1}},{"value":"text"},{"value":null}],"batchItemFailures":[]}`, []string{`{"a":1}`, "text", ""}},
 	}
 	var topics []string
 	for _, tc := range cases {
