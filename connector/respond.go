@@ -145,9 +145,8 @@ type partitionResponses struct {
 	held    int64
 	holding bool
 	// batches are those whose answers went into the transaction since
-	// the last commit; began is when the first of them did.
+	// the last commit; timer runs from the first offset held.
 	batches int
-	began   time.Time
 	timer   *time.Timer
 	timing  bool
 	// failed is set once a transaction failed: nothing more is
@@ -292,7 +291,6 @@ func (w *partitionWorker) hold(offset int64) {
 		return
 	}
 	if !r.timing {
-		r.began = time.Now()
 		r.timer.Reset(r.a.interval)
 		r.timing = true
 	}
