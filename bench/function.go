@@ -61,6 +61,8 @@ type sink struct {
 	// slow is how long every call takes, as a function doing real work
 	// does: the connector then reads far ahead of what it delivers.
 	slow time.Duration
+	// answer, when set, answers a record for each message received.
+	answer bool
 }
 
 func newSink(target, size int) *sink {
@@ -89,7 +91,7 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 			return http.StatusOK, nil
 		}
 		s.count(n, now)
-		return http.StatusOK, nil
+		return http.StatusOK, s.reply(n)
 	}
 	e, err := c.Event()
 	if err != nil || len(e.Records) == 0 {
@@ -111,7 +113,7 @@ func (s *sink) handle(c *gatewaytest.Call) (int, []byte) {
 		}
 	}
 	s.count(len(e.Records), now)
-	return http.StatusOK, nil
+	return http.StatusOK, s.reply(len(e.Records))
 }
 
 func (s *sink) checkKeyOrder(records []types.EventRecord) {

@@ -94,7 +94,7 @@ func main() {
 	flag.DurationVar(&o.phaseTimeout, "timeout", 20*time.Minute, "the longest a phase may take")
 	flag.BoolVar(&o.decodeAll, "decode", false, "the function decodes every event with encoding/json, not one in 64 (the others are validated and counted)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the connector phases, and CPU profiles of the broker and function, to this folder")
-	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,avro,tracing,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
+	flag.StringVar(&o.only, "phases", "bare,1000,100,filter,avro,tracing,respond,1,small,large,latency,concurrency,many", "the phases to run, comma-separated; concurrency-key is the concurrency comparison's ordering=key phases alone")
 	flag.IntVar(&o.largeN, "large-n", 4800, "messages of the large-message phase")
 	flag.IntVar(&o.concN, "concurrency-n", 120_000, "messages of each phase of the concurrency comparison")
 	concKeys := flag.String("concurrency-keys", "1000,120,12000", "keys of the concurrency comparison's backlogs, comma-separated: every phase runs over the first, ordering=key over the others too")
@@ -161,6 +161,7 @@ const (
 	topicSmall   = "backlog-small"
 	topicLarge   = "backlog-large"
 	topicKeyed   = "backlog-keyed"
+	topicAnswers = "answers"
 	smallerBy    = 3
 )
 
@@ -179,7 +180,7 @@ func run(o options) error {
 	m := describeMachine()
 	log.Printf("machine: %s", m)
 
-	topics := []string{topicBacklog, topicSmall, topicLarge, topicAvro}
+	topics := []string{topicBacklog, topicSmall, topicLarge, topicAvro, topicAnswers}
 	for _, k := range o.concKeys {
 		topics = append(topics, keyedTopic(k))
 	}
@@ -198,7 +199,7 @@ func run(o options) error {
 
 	ctx := context.Background()
 	start := time.Now()
-	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("tracing") || b.phase("1") {
+	if b.phase("bare") || b.phase("1000") || b.phase("100") || b.phase("filter") || b.phase("tracing") || b.phase("1") || b.phase("respond") {
 		if err := produceBacklog(ctx, b.brokers, topicBacklog, int32(o.partitions), o.n, o.size); err != nil {
 			return err
 		}
@@ -261,6 +262,7 @@ func run(o options) error {
 		fmt.Printf("\nMachine: %s at the start, %s at the end.\n", m, m.loadEnd)
 	}
 	fmt.Print(concTable(o, runs, keyCounts))
+	fmt.Print(respondTable(o, runs))
 	if many != nil {
 		fmt.Print(many.table())
 	}
@@ -312,6 +314,8 @@ type runResult struct {
 	// traced and untraced are the connector with tracingMaxMessages,
 	// tracing on and off (see tracing.go).
 	traced, untraced *phaseResult
+	// answers are the response-topic phases, in respondPhases' order.
+	answers []*phaseResult
 }
 
 // phaseResult is one consumer over one backlog, between the first fetch and
@@ -397,6 +401,11 @@ func (b *bench) oneRun(r int) (runResult, error) {
 		}
 		if mm == tracingMaxMessages && b.phase("tracing") {
 			if err := b.tracingPhases(r, &rr); err != nil {
+				return rr, err
+			}
+		}
+		if mm == respondMaxMessages && b.phase("respond") {
+			if err := b.respond(r, &rr); err != nil {
 				return rr, err
 			}
 		}
@@ -503,6 +512,8 @@ type phaseSpec struct {
 	// read and the phase ends when the function has received those that
 	// pass.
 	expr string
+	// answer makes the function answer a record for each message.
+	answer bool
 }
 
 // throughput runs one consumer over the backlog of a topic until the target
@@ -540,6 +551,7 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 		if ps.keyOrder {
 			s.keyOrder = make([]int64, ps.keys)
 		}
+		s.answer = ps.answer
 		if topic == topicBacklog && maxMessages == 1 && b.n/smallerBy <= target {
 			s.checkpoint = int64(b.n / smallerBy)
 		}

@@ -164,6 +164,17 @@ type Config struct {
 	// committed.
 	DeadLetterTopic string `envconfig:"dead_letter_topic" desc:"a Kafka topic name or nothing"`
 
+	// ResponseTopic, when set, receives every function's successful answers
+	// (see docs/results.md). Empty: answers are dropped, as they always were.
+	ResponseTopic string `envconfig:"response_topic" desc:"a Kafka topic name or nothing, and nothing with asynchronous_invocation=true"`
+
+	// ResponseDelivery is how answers reach the response topic.
+	// at-least-once, the default, costs one acknowledged write per batch;
+	// exactly-once writes a partition's answers and commits its offsets in
+	// one transaction, which readers see with read_committed, at the cost
+	// of a producer per partition and a transaction every commit_interval.
+	ResponseDelivery types.ResponseDelivery `envconfig:"response_delivery" default:"at-least-once" desc:"at-least-once or exactly-once, and exactly-once only with ordering=partition"`
+
 	// AsynchronousInvocation posts to the gateway's queue (/async-function/)
 	// instead of invoking and waiting. A 202 is then success: retries belong
 	// to the gateway's queue worker, and order within a partition is no
@@ -405,6 +416,9 @@ func (c *Config) Validate() error {
 			return fieldError("DeadLetterTopic", c.DeadLetterTopic, err)
 		}
 	}
+	if err := c.checkResponse(ordering); err != nil {
+		return err
+	}
 	if c.GatewayInvokeAuth && !c.BasicAuth {
 		return fieldError("GatewayInvokeAuth", "true", nil)
 	}
@@ -496,7 +510,32 @@ func (c *Config) Trigger() types.TriggerSettings {
 		MaxInflight:         c.MaxInflight,
 		KeyFormat:           format(c.KeyFormat),
 		ValueFormat:         format(c.ValueFormat),
+		ResponseTopic:       c.ResponseTopic,
+		ResponseDelivery:    c.ResponseDelivery,
 	}
+}
+
+// checkResponse checks the response settings, alone and with the ordering
+// and the invocation mode they depend on.
+func (c *Config) checkResponse(ordering schedule.Ordering) error {
+	d, err := types.ParseResponseDelivery(string(c.ResponseDelivery))
+	if err != nil {
+		return fieldError("ResponseDelivery", string(c.ResponseDelivery), nil)
+	}
+	c.ResponseDelivery = d
+	if c.ResponseDelivery == types.ExactlyOnce && ordering != schedule.OrderPartition {
+		return fieldError("ResponseDelivery", string(c.ResponseDelivery), fmt.Errorf("ordering is %s", c.Ordering))
+	}
+	if c.ResponseTopic == "" {
+		return nil
+	}
+	if err := types.CheckTopicName(c.ResponseTopic); err != nil {
+		return fieldError("ResponseTopic", c.ResponseTopic, err)
+	}
+	if c.AsynchronousInvocation {
+		return fieldError("ResponseTopic", c.ResponseTopic, errors.New("asynchronous_invocation is true: the answer is then the gateway's receipt"))
+	}
+	return nil
 }
 
 // LogValue is the configuration summary logged at start: every setting but

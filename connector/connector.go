@@ -517,12 +517,15 @@ func (c *Connector) newTrigger(function string, s spec) *trigger {
 		log:               c.log.With("function", function),
 		metrics:           c.metrics,
 		deadLetters:       &deadLetterProducer{brokers: c.cfg.Brokers, newConfig: c.cfg.SaramaProducer},
-		inflight:          functionGate(s.settings.MaxInflight),
-		inFlight:          c.metrics.inFlight.WithLabelValues(function),
-		tracer:            c.tracerFor(function, s.settings),
-		draining:          draining,
-		drain:             drain,
-		measure:           make(chan struct{}, 1),
+		answers: newAnswers(s.settings, c.cfg.Brokers, c.cfg.CommitInterval, func(id string) *sarama.Config {
+			return c.cfg.SaramaResponse(s.settings, id)
+		}, c.metrics.responses),
+		inflight: functionGate(s.settings.MaxInflight),
+		inFlight: c.metrics.inFlight.WithLabelValues(function),
+		tracer:   c.tracerFor(function, s.settings),
+		draining: draining,
+		drain:    drain,
+		measure:  make(chan struct{}, 1),
 	}
 }
 

@@ -19,7 +19,24 @@ const (
 	HeaderFunction          = "x-function"
 	HeaderAttempts          = "x-attempts"
 	HeaderLastFailure       = "x-last-failure"
+	// HeaderLastAnswer is the body of the function's last answer, its
+	// first maxLastAnswer bytes, when it gave one: a status line alone
+	// rarely says what the function found wrong.
+	HeaderLastAnswer = "x-last-answer"
 )
+
+// maxLastAnswer bounds the answer a dead letter carries: a header is read
+// whole by every consumer of the topic.
+const maxLastAnswer = 8 << 10
+
+// noteAnswer keeps the start of an attempt's answer for the dead letters,
+// when there is a dead-letter topic to write them to.
+func (f *flight) noteAnswer(body []byte) {
+	if f.w.t.settings.DeadLetterTopic == "" {
+		return
+	}
+	f.lastAnswer = append(f.lastAnswer[:0], body[:min(len(body), maxLastAnswer)]...)
+}
 
 // deadLetter writes the batch's messages to the dead-letter topic with their
 // key, value and headers, retrying until the brokers acknowledge them all:
@@ -34,6 +51,9 @@ func (f *flight) deadLetter(attempts int, failure string) bool {
 		{Key: []byte(HeaderFunction), Value: []byte(w.t.function)},
 		{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(attempts))},
 		{Key: []byte(HeaderLastFailure), Value: []byte(failure)},
+	}
+	if len(f.lastAnswer) > 0 {
+		extra = append(extra, sarama.RecordHeader{Key: []byte(HeaderLastAnswer), Value: f.lastAnswer})
 	}
 	letters := make([]*sarama.ProducerMessage, 0, f.batch.Len())
 	for _, it := range f.batch.Items {
@@ -96,22 +116,38 @@ const (
 	deadLetterUnknownTopic  = "unknown_topic"
 	deadLetterNotAuthorized = "not_authorized"
 	deadLetterTransient     = "transient"
+	// responseBadTimeout is a transaction timeout the brokers refuse.
+	responseBadTimeout = "transaction_timeout"
 )
 
 // deadLetterFailure classifies a failed dead-letter write and, for a
 // permanent failure, says what to do about it.
 func deadLetterFailure(err error) (reason, fix string) {
+	return writeFailure(err, "dead-letter topic")
+}
+
+// writeFailure classifies a failed write to the connector's own topics,
+// named by what (the dead-letter or the response topic), and for a
+// permanent failure says what to do about it. The reasons are those of
+// dead_letter_errors_total and response_errors_total.
+func writeFailure(err error, what string) (reason, fix string) {
 	var config sarama.ConfigurationError
 	switch {
 	case errors.Is(err, sarama.ErrMessageSizeTooLarge), errors.Is(err, sarama.ErrMessageSetSizeTooLarge),
 		errors.As(err, &config) && strings.Contains(string(config), "MaxMessageBytes"):
-		return deadLetterTooLarge, "a dead letter is larger than the dead-letter topic accepts; " +
+		return deadLetterTooLarge, "a record is larger than the " + what + " accepts; " +
 			"give the topic a max.message.bytes (and the brokers a message.max.bytes) at least as large as its source topics'"
 	case errors.Is(err, sarama.ErrUnknownTopicOrPartition), errors.Is(err, sarama.ErrInvalidTopic):
-		return deadLetterUnknownTopic, "the dead-letter topic does not exist, and the brokers do not create topics on demand; create it"
+		return deadLetterUnknownTopic, "the " + what + " does not exist, and the brokers do not create topics on demand; create it"
 	case errors.Is(err, sarama.ErrTopicAuthorizationFailed), errors.Is(err, sarama.ErrClusterAuthorizationFailed):
-		return deadLetterNotAuthorized, "the brokers do not let the connector write to the dead-letter topic; " +
+		return deadLetterNotAuthorized, "the brokers do not let the connector write to the " + what + "; " +
 			"grant its user WRITE and DESCRIBE on the topic"
+	case errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed):
+		return deadLetterNotAuthorized, "the brokers do not let the connector use its transactional ids; " +
+			"grant its user WRITE and DESCRIBE on the transactional ids that start with the function's group"
+	case errors.Is(err, sarama.ErrInvalidTransactionTimeout):
+		return responseBadTimeout, "the brokers refuse the transaction timeout, upstream_timeout + commit_interval + 30s; " +
+			"lower upstream_timeout or raise the brokers' transaction.max.timeout.ms"
 	default:
 		return deadLetterTransient, ""
 	}

@@ -75,6 +75,9 @@ func TestDeadLetterTopicTakesWhatCannotBeDelivered(t *testing.T) {
 	if !strings.Contains(header(first, connector.HeaderLastFailure), "500") {
 		t.Errorf("last failure %q does not name the status", header(first, connector.HeaderLastFailure))
 	}
+	if got := header(first, connector.HeaderLastAnswer); got != "cannot handle this" {
+		t.Errorf("last answer %q, want the function's last answer", got)
+	}
 	if letters[1].Key != nil || header(letters[1], connector.HeaderOriginalOffset) != "1" {
 		t.Errorf("second dead letter: key %q, offset header %q", letters[1].Key, header(letters[1], connector.HeaderOriginalOffset))
 	}

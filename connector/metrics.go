@@ -38,12 +38,14 @@ type metrics struct {
 	// deadLetterErrors: function, topic (the source), reason
 	deadLetterErrors *prometheus.CounterVec
 	schemas          *schemaMetrics
+	responses        *responseMetrics
 }
 
 func newMetrics() *metrics {
 	const ns = "kafka_connector"
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry:  prometheus.NewRegistry(),
+		responses: newResponseMetrics(ns),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "messages_consumed_total",
 			Help: "Messages read from Kafka and put in a batch.",
@@ -131,6 +133,7 @@ func newMetrics() *metrics {
 	)
 	m.schemas = newSchemaMetrics(ns)
 	m.registry.MustRegister(m.schemas.collectors()...)
+	m.registry.MustRegister(m.responses.collectors()...)
 	return m
 }
 
@@ -194,12 +197,13 @@ func (p *partitionMetrics) release() {
 // the function has a trigger; function_config_error is kept by the function
 // list itself.
 func (m *metrics) byFunction() []*prometheus.MetricVec {
-	return append(m.schemas.byFunction(),
+	vecs := append(m.schemas.byFunction(),
 		m.consumed.MetricVec, m.delivered.MetricVec, m.batchSize.MetricVec, m.invocation.MetricVec,
 		m.failures.MetricVec, m.retries.MetricVec, m.giveUps.MetricVec, m.deadLetters.MetricVec,
 		m.retrying.MetricVec, m.committed.MetricVec, m.restarts.MetricVec,
 		m.filtered.MetricVec, m.deadLetterErrors.MetricVec, m.inFlight.MetricVec, m.backPressure.MetricVec, m.window.MetricVec,
 	)
+	return append(vecs, m.responses.vecs()...)
 }
 
 // forget deletes every series of a function whose trigger is gone.

@@ -20,6 +20,7 @@ import (
 	"github.com/kafka-connector/kafka-connector/answer"
 	"github.com/kafka-connector/kafka-connector/filter"
 	"github.com/kafka-connector/kafka-connector/gateway"
+	"github.com/kafka-connector/kafka-connector/respond"
 	"github.com/kafka-connector/kafka-connector/schedule"
 	"github.com/kafka-connector/kafka-connector/tracing"
 )
@@ -70,6 +71,8 @@ type partitionWorker struct {
 	// dec decodes keys and values; nil when the trigger passes them on.
 	dec    *decoder
 	traced partitionTrace
+	// resp writes the function's answers; nil without a response topic.
+	resp *partitionResponses
 }
 
 // report is what a batch in flight tells its worker: that it is finished
@@ -144,6 +147,10 @@ func (w *partitionWorker) run() {
 	defer context.AfterFunc(w.sess.Context(), cancel)()
 	endWithClaim(w.claim, w.log, cancel)
 	w.stop = stop
+	defer w.closeResponses()
+	if !w.openResponses() {
+		return
+	}
 
 	w.loop()
 	w.sched.Stop()
@@ -209,6 +216,11 @@ func (w *partitionWorker) loop() {
 				continue
 			case <-w.dec.retry():
 				m, ok = w.dec.take(), true
+			case <-w.resp.due():
+				if !w.flushResponses() {
+					return
+				}
+				continue
 			case <-done:
 				return
 			}
@@ -226,6 +238,9 @@ func (w *partitionWorker) loop() {
 // scheduler's rules, which would be a bug: the worker then stops, leaving
 // the rest uncommitted.
 func (w *partitionWorker) read(m *sarama.ConsumerMessage) bool {
+	if w.resp.skipped(m.Offset) {
+		return true
+	}
 	d, lettered, ok := w.decode(m)
 	if !ok {
 		return w.stop.Err() == nil // held for the registry, or stopping
@@ -385,9 +400,21 @@ func (w *partitionWorker) logStart() {
 // flushes marks to Kafka every commit_interval and when the session ends. Every
 // mark carries the subscription time, so that it stays recorded in the
 // group (see startFor).
+//
+// Under exactly-once responses the offset is committed in the partition's
+// transaction instead, with the answers (see hold), and never marked.
 func (w *partitionWorker) commit(offset int64) {
-	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
 	w.marked = offset
+	if w.resp.transactional() {
+		w.hold(offset)
+		return
+	}
+	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
+	w.committed(offset)
+}
+
+// committed shows offset as the partition's committed one.
+func (w *partitionWorker) committed(offset int64) {
 	w.state.advance(offset)
 	w.showOldest()
 	w.metrics.committed.Set(float64(offset))
@@ -435,6 +462,9 @@ type flight struct {
 	// messages filtered before it, for the span.
 	trace    tracing.BatchSpan
 	filtered int
+	// lastAnswer is the start of the function's last answer, for the
+	// dead letters (see noteAnswer).
+	lastAnswer []byte
 }
 
 func (f *flight) first() int64 { return f.batch.First() }
@@ -451,6 +481,9 @@ type outcome struct {
 	// alone (its Retry-After), 0 when it did not say.
 	throttled bool
 	wait      time.Duration
+	// answer is what a successful answer asks to write to the response
+	// topic.
+	answer []respond.Record
 }
 
 // deliver invokes the function with the batch until it succeeds, the
@@ -483,6 +516,10 @@ func (f *flight) deliver() {
 		}
 		out, started := f.attempt(attempt)
 		if !started {
+			f.report(report{id: f.batch.ID, abandoned: true})
+			return
+		}
+		if (out.ok || out.failedFrom >= 0) && !f.writeAnswer(out.answer) {
 			f.report(report{id: f.batch.ID, abandoned: true})
 			return
 		}
@@ -605,6 +642,9 @@ func (f *flight) attempt(n int) (outcome, bool) {
 // committed then.
 func (f *flight) sleep(d time.Duration) bool {
 	w := f.w
+	if f.inline && !w.flushResponses() {
+		return false // no transaction stays open while the partition waits
+	}
 	w.metrics.retrying.Inc()
 	defer w.metrics.retrying.Dec()
 	if f.timer == nil {
@@ -648,6 +688,7 @@ func (f *flight) invoke(attempt int) outcome {
 	cancel()
 	f.trace.Answered(resp.Status, err)
 	elapsed := time.Since(start)
+	f.noteAnswer(resp.Body)
 	if w.t.printResponse {
 		attrs := []any{"status", resp.Status, "attempt", attempt, "duration", elapsed}
 		if w.t.printResponseBody {
@@ -674,14 +715,18 @@ func (f *flight) invoke(attempt int) outcome {
 	case s.Async:
 		return outcome{ok: true, failedFrom: -1}
 	}
+	records, err := f.answer(resp)
+	if err != nil {
+		return outcome{failedFrom: -1, failure: fmt.Sprintf("status %d: %v", resp.Status, err)}
+	}
 	rep, err := f.long, f.longErr
 	if !resp.Truncated {
 		rep, err = answer.Read(resp.Body)
 	}
 	if from, ok := f.firstFailed(rep, err, resp.Body); ok {
-		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from)}
+		return outcome{failedFrom: from, failure: fmt.Sprintf("status %d, the function reported a failure from offset %d", resp.Status, from), answer: records}
 	}
-	return outcome{ok: true, failedFrom: -1}
+	return outcome{ok: true, failedFrom: -1, answer: records}
 }
 
 // scanLong reads the report of an answer longer than what the gateway

@@ -51,6 +51,7 @@ type trigger struct {
 	log               *slog.Logger
 	metrics           *metrics
 	deadLetters       *deadLetterProducer
+	answers           *answers // nil without a response topic
 	// inflight caps the function's invocations in flight across its
 	// partitions: max_inflight, or a limit learnt from back-pressure
 	// (see functionGate). inFlight shows them.
@@ -108,6 +109,7 @@ func (t *trigger) run(ctx context.Context) error {
 	}
 	defer client.Close()
 	defer t.deadLetters.close()
+	defer t.answers.close()
 	// The client reads no metadata before it needs it; the catalog's look
 	// is what shows at once that the brokers can be reached.
 	if _, err := t.catalog.lookup(); err != nil {
@@ -233,6 +235,7 @@ var errTopicsChanged = errors.New("the topics that exist changed")
 // itself looks for new partitions only every ten minutes.
 func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topics []string, h *groupHandler) error {
 	sessCtx, cancel := context.WithCancel(ctx)
+	redeliver := t.answers.onRedeliver(cancel)
 	stopOnDrain := context.AfterFunc(t.draining, cancel)
 	var changed atomic.Bool
 	var watcher sync.WaitGroup
@@ -273,6 +276,9 @@ func (t *trigger) consume(ctx context.Context, group sarama.ConsumerGroup, topic
 	err := group.Consume(sessCtx, topics, h)
 	if err == nil && changed.Load() {
 		return errTopicsChanged
+	}
+	if err == nil && redeliver() {
+		return errRedeliver
 	}
 	return err
 }

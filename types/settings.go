@@ -67,6 +67,10 @@ type TriggerSettings struct {
 	// KeyFormat and ValueFormat say how keys and values are read before
 	// they are delivered (and filtered): as they are, or decoded.
 	KeyFormat, ValueFormat Format
+	// ResponseTopic, when set, receives the function's answers, written as
+	// ResponseDelivery says (see CheckResponse).
+	ResponseTopic    string
+	ResponseDelivery ResponseDelivery
 }
 
 // DefaultConcurrency is the concurrency of a function under key or none
@@ -172,6 +176,7 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 		AnnotationMaxBufferedBytes,
 		AnnotationOrdering, AnnotationConcurrency, AnnotationMaxInflight,
 		AnnotationKeyFormat, AnnotationValueFormat,
+		AnnotationResponseTopic, AnnotationResponseDelivery,
 	} {
 		raw, ok := annotations[name]
 		if !ok {
@@ -268,7 +273,27 @@ func (s TriggerSettings) WithAnnotations(annotations map[string]string) (Trigger
 			} else {
 				s.ValueFormat = f
 			}
+		case AnnotationResponseTopic:
+			if err := CheckTopicName(v); err != nil {
+				return bad("a Kafka topic name: " + err.Error())
+			}
+			s.ResponseTopic = v
+		case AnnotationResponseDelivery:
+			d, err := ParseResponseDelivery(v)
+			if err != nil {
+				return bad("at-least-once or exactly-once")
+			}
+			s.ResponseDelivery = d
 		}
+	}
+	if err := s.CheckResponse(); err != nil {
+		// Blame the annotation that made the combination, the first set.
+		for _, name := range []string{AnnotationResponseDelivery, AnnotationOrdering, AnnotationResponseTopic} {
+			if raw, set := annotations[name]; set {
+				return TriggerSettings{}, &AnnotationError{Annotation: name, Value: raw, Allowed: "a value that works with the others: " + err.Error()}
+			}
+		}
+		return TriggerSettings{}, err
 	}
 	if raw, set := annotations[AnnotationConcurrency]; set && s.Ordering == schedule.OrderPartition && s.Concurrency != 1 {
 		return TriggerSettings{}, &AnnotationError{Annotation: AnnotationConcurrency, Value: raw,

@@ -223,6 +223,7 @@ func Config(t testing.TB, c *kfake.Cluster, gatewayURL string) config.Config {
 		LogLevel:            "info",
 		KafkaVersion:        "3.6.0",
 		IsolationLevel:      types.ReadCommitted,
+		ResponseDelivery:    types.AtLeastOnce,
 		HTTPAddr:            "127.0.0.1:0",
 		Ordering:            "partition",
 	}

@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafka-connector/kafka-connector/gateway/gatewaytest"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
+	"github.com/kafka-connector/kafka-connector/types"
+)
+
+// Scenario: exactly-once answers. A function answers every message with a
+// record naming it; the connector writes the answers to a response topic
+// in transactions. It is killed with SIGKILL several times in mid-stream,
+// then a second replica starts while the first is frozen (SIGSTOP) with a
+// transaction open and an invocation in flight, takes its partitions and
+// fences it; the first is resumed. A read_committed reader of the response
+// topic then finds every input message's answer exactly once, and the
+// frozen replica's late transaction failed.
+func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
+	const partitions = 4
+	e := newEnv(t, map[string]int32{"orders": partitions, "orders.out": partitions})
+	n, kills := scale(4000, 40000), scale(3, 10)
+	subs := map[string][]string{"enrich": {"orders"}}
+	f := fn("enrich", "orders")
+	f.Annotations[types.AnnotationResponseTopic] = "orders.out"
+	f.Annotations[types.AnnotationResponseDelivery] = "exactly-once"
+	e.gw.SetFunctions(f)
+	wire := newTripwire(e.gw, "enrich", "orders")
+	e.gw.Behave("enrich", func(c *gatewaytest.Call, k int64) (int, []byte) {
+		if status, _ := wire.behaviour()(c, k); status != http.StatusOK {
+			return status, nil
+		}
+		return echoAnswer(c)
+	})
+	// Transactions stay open for a while, so that kills and the freeze
+	// find answers written but not committed; and a frozen invocation does
+	// not time out when its process resumes.
+	s := e.settings().with("commit_interval", "2s", "upstream_timeout", "60s", "max_messages", "20")
+	committed := func() int64 {
+		var sum int64
+		for _, off := range e.client.mustCommitted(group("enrich")) {
+			sum += off
+		}
+		return sum
+	}
+	records := workload("orders", partitions, n, 3)
+	chunk := n / (kills + 2)
+
+	// SIGKILL with an invocation in flight and answers in an open
+	// transaction, again and again.
+	for round := 0; round < kills; round++ {
+		p := startConnector(t, "a", s)
+		before := committed()
+		p.waitReady(60 * time.Second)
+		producer := e.client.produceInBackground(records[round*chunk:(round+1)*chunk], chunk/20, 200*time.Millisecond)
+		testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
+		wire.arm(e.gw.Delivered("enrich") + 1)
+		wire.waitHeld(t, 60*time.Second)
+		p.kill9()
+		wire.disarm()
+		producer.wait(t)
+	}
+
+	// A replica frozen with an invocation in flight while another takes
+	// its partitions.
+	a := startConnector(t, "a", s)
+	a.waitReady(60 * time.Second)
+	producer := e.client.produceInBackground(records[kills*chunk:], chunk/20, 200*time.Millisecond)
+	before := committed()
+	testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "the replica to freeze committing")
+	wire.arm(e.gw.Delivered("enrich") + 1)
+	wire.waitHeld(t, 60*time.Second)
+	a.signal(syscall.SIGSTOP)
+	frozen := time.Now()
+	b := startConnector(t, "b", s)
+	wire.disarm() // a's held call answers, but a cannot read it yet
+	testkit.Eventually(t, 60*time.Second, func() bool { return e.client.members(group("enrich")) == 1 },
+		"the frozen replica's session expires and the other takes its partitions")
+	b.waitReady(60 * time.Second)
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		claimed, _ := claimedBy(b, "orders")
+		return len(claimed) == partitions
+	}, "the second replica claims every partition")
+	a.signal(syscall.SIGCONT)
+	t.Logf("replica a frozen for %v", time.Since(frozen).Round(time.Millisecond))
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		return len(a.find("cannot write the answer in the partition's transaction")) > 0 ||
+			len(a.find("cannot commit the transaction of the partition's answers and offsets")) > 0
+	}, "the resumed replica's late transaction fails:\n%s", a.tail(20))
+	producer.wait(t)
+	e.waitDelivered(120*time.Second, subs, a, b)
+
+	// Every transaction commits; then both stop cleanly.
+	ends := e.endOffsets("orders")
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		got := e.client.mustCommitted(group("enrich"))
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	}, "the group commits every partition to its end in the transactions")
+	for _, p := range []*process{a, b} {
+		if code := p.terminate(30 * time.Second); code != 0 {
+			t.Errorf("%s: exit status %d after SIGTERM, want 0", p.name, code)
+		}
+		p.assertNoCrash()
+	}
+
+	answers := e.readCommitted("orders.out", partitions)
+	dups, missing := 0, 0
+	for p, end := range ends {
+		for o := int64(0); o < end; o++ {
+			v := fmt.Sprintf("%s/%d", p, o)
+			switch c := answers[v]; {
+			case c == 0:
+				missing++
+			case c > 1:
+				dups += c - 1
+			}
+			delete(answers, v)
+		}
+	}
+	if missing > 0 || dups > 0 || len(answers) > 0 {
+		t.Errorf("read_committed: %d answers missing, %d written twice, %d unasked for", missing, dups, len(answers))
+	}
+	calls := e.gw.Calls("")
+	redelivered := 0
+	seen := map[string]bool{}
+	for _, c := range calls {
+		if !c.OK {
+			continue
+		}
+		for _, r := range c.event.Records {
+			k := fmt.Sprintf("%s/%d/%d", r.Ckafka.Topic, r.Ckafka.Partition, r.Ckafka.Offset)
+			if seen[k] {
+				redelivered++
+			}
+			seen[k] = true
+		}
+	}
+	t.Logf("SUMMARY exactly-once answers: %d messages, %d kills and a freeze, %d deliveries repeated, each answer read once", n, kills, redelivered)
+}
+
+// echoAnswer answers a batch with one record per message whose value names
+// it: topic/partition/offset.
+func echoAnswer(c *gatewaytest.Call) (int, []byte) {
+	var ev types.Event
+	if err := json.Unmarshal(c.Body, &ev); err != nil {
+		return http.StatusBadRequest, nil
+	}
+	type rec struct {
+		Value string `json:"value"`
+	}
+	out := struct {
+		Records []rec `json:"records"`
+	}{Records: []rec{}}
+	for _, r := range ev.Records {
+		out.Records = append(out.Records, rec{Value: fmt.Sprintf("%s/%d/%d", r.Ckafka.Topic, r.Ckafka.Partition, r.Ckafka.Offset)})
+	}
+	b, _ := json.Marshal(out)
+	return http.StatusOK, b
+}
+
+// endOffsets returns the end offset of every partition of topic.
+func (e *env) endOffsets(topic string) map[tp]int64 {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends, err := e.client.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		e.t.Fatalf("listing the end offsets of %s: %v", topic, err)
+	}
+	out := map[tp]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[tp{o.Topic, o.Partition}] = o.Offset })
+	return out
+}
+
+// readCommitted counts the records of topic by value as a read_committed
+// reader sees them once nothing more is written: it writes an end marker
+// to each partition and reads until every marker came.
+func (e *env) readCommitted(topic string, partitions int32) map[string]int {
+	e.t.Helper()
+	var markers []*kgo.Record
+	for p := int32(0); p < partitions; p++ {
+		markers = append(markers, &kgo.Record{Topic: topic, Partition: p, Value: []byte("end-marker")})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.client.kgo.ProduceSync(ctx, markers...).FirstErr(); err != nil {
+		e.t.Fatalf("writing end markers: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.addrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[string]int{}
+	for ends := 0; ends < int(partitions); {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			e.t.Fatalf("read %d end markers of %d from %s", ends, partitions, topic)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if string(r.Value) == "end-marker" {
+				ends++
+				return
+			}
+			out[string(r.Value)]++
+		})
+	}
+	return out
+}
