@@ -277,6 +277,11 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// AppendJSONString appends s as a JSON string, as the event writes its
+// fields. s must be valid UTF-8. Only what JSON requires is escaped: quote,
+// backslash and control characters.
+func AppendJSONString(dst, s []byte) []byte { return appendString(dst, s) }
+
 // appendString appends s as a JSON string. s must be valid UTF-8. Only what
 // JSON requires is escaped: quote, backslash and control characters.
 func appendString[S string | []byte](dst []byte, s S) []byte {

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kafka-connector/kafka-connector/config"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // The chart is checked with this Helm, the version its users are told to
@@ -40,7 +41,7 @@ type helm struct {
 func newHelm(t *testing.T) helm {
 	t.Helper()
 	trackChart(t)
-	return helm{bin: goTool{name: "helm", pkg: helmPackage, version: helmVersion, env: "KAFKA_CONNECTOR_HELM"}.path(t)}
+	return helm{bin: testkit.GoTool{Name: "helm", Pkg: helmPackage, Version: helmVersion, Env: "KAFKA_CONNECTOR_HELM"}.Path(t)}
 }
 
 // trackChart reads every file of the chart, so that go test, which

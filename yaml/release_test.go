@@ -11,15 +11,17 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 // The workflows are checked with this actionlint. It runs shellcheck on
 // their scripts when shellcheck is on PATH (it is on GitHub's runners).
-var actionlint = goTool{
-	name:    "actionlint",
-	pkg:     "github.com/rhysd/actionlint/cmd/actionlint",
-	version: "v1.7.12",
-	env:     "KAFKA_CONNECTOR_ACTIONLINT",
+var actionlint = testkit.GoTool{
+	Name:    "actionlint",
+	Pkg:     "github.com/rhysd/actionlint/cmd/actionlint",
+	Version: "v1.7.12",
+	Env:     "KAFKA_CONNECTOR_ACTIONLINT",
 }
 
 const (
@@ -49,7 +51,7 @@ func TestWorkflowsLint(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatalf("no workflow in %s", workflowsDir)
 	}
-	bin := actionlint.path(t)
+	bin := actionlint.Path(t)
 	if _, err := exec.LookPath("shellcheck"); err != nil {
 		t.Log("shellcheck is not on PATH: actionlint does not check the workflows' scripts")
 	}

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kafka-connector/kafka-connector/connector"
+	"github.com/kafka-connector/kafka-connector/internal/testkit"
 )
 
 const (
@@ -36,55 +36,15 @@ const (
 	promtoolVersion = "v0.316.0"
 )
 
-// newPromtool finds promtool: the binary KAFKA_CONNECTOR_PROMTOOL names,
-// or else the pinned version, built from the Go module proxy with `go
-// install` on the first run and kept in the user's cache folder for the
-// next ones, as the chart's tests keep helm (it takes a few minutes on two
-// cores). Only a machine without go skips these tests.
-func newPromtool(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("KAFKA_CONNECTOR_PROMTOOL"); bin != "" {
-		return bin
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("the alert rules are not checked: promtool is built with go, and go is not on PATH (%v)", err)
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "kafka-connector", "promtool-"+promtoolVersion)
-	exe := "promtool"
-	if runtime.GOOS == "windows" {
-		exe += ".exe"
-	}
-	bin := filepath.Join(dir, exe)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	// Built in a folder of its own and moved in place only when whole, so
-	// that an interrupted build or two runs at once leave no broken
-	// promtool.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp, err := os.MkdirTemp(dir, "build-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command(goCmd, "install", "-tags", "remove_all_sd", promtoolPackage+"@"+promtoolVersion)
-	cmd.Dir = tmp // outside this module: its go.mod has no say
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building promtool: go install %s@%s: %v\n%s", promtoolPackage, promtoolVersion, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, exe), bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+// promtoolTool is promtool, built and cached as the chart's tests keep
+// helm (it takes a few minutes on two cores the first time);
+// KAFKA_CONNECTOR_PROMTOOL names another binary.
+var promtoolTool = testkit.GoTool{
+	Name: "promtool", Pkg: promtoolPackage, Version: promtoolVersion,
+	Tags: []string{"remove_all_sd"}, Env: "KAFKA_CONNECTOR_PROMTOOL",
 }
+
+func newPromtool(t *testing.T) string { return promtoolTool.Path(t) }
 
 func promtool(t *testing.T, bin, dir string, args ...string) {
 	t.Helper()
