@@ -320,7 +320,7 @@ func (c *Connector) supervise(ctx context.Context, rt *runningTrigger) {
 		if t.stopping(ctx) {
 			return
 		}
-		t.health.ended()
+		t.health.failed()
 		if err == nil {
 			err = errors.New("the trigger ended without being asked to stop")
 		}

@@ -14,6 +14,18 @@ import (
 // answering (a frozen or partitioned broker makes requests wait their read
 // timeout, with nothing else to show for it), is not ready, whatever its
 // group says.
+//
+// Two things make "every partition started" a weaker rule than it reads.
+// A claim revoked before sarama started it is never started at all, and a
+// session that ends as soon as it began because a partition could not
+// start begins again after a backoff, as if new. So a session that has run
+// steadyAfter counts as consuming whatever it started, and after a session
+// that failed, the next ones count only once one has run that long.
+
+// steadyAfter is how long a session must have run to count as consuming
+// on its own: the partitions that were going to fail to start have failed
+// by then.
+const steadyAfter = 10 * time.Second
 
 // staleLooks is how many lag intervals may pass without an answer to the
 // lag watcher's look before the brokers count as not answering, and
@@ -27,11 +39,10 @@ const (
 // health is what a trigger knows of whether it consumes. Its fields are
 // written by the group's goroutines and read by /readyz and /metrics.
 type health struct {
-	// joined: in a group session whose every claimed partition started,
-	// or idle for want of topics.
+	// joined: in a group session, or idle for want of topics.
 	joined atomic.Bool
-	// pending counts the partitions of the session's first generation
-	// that have not started yet.
+	// pending counts the partitions the session's Setup listed that have
+	// not started yet (less those of later generations that started).
 	pending atomic.Int32
 	// looked is when the brokers last answered a look at the claimed
 	// partitions (Unix nanoseconds), or when the session began.
@@ -41,27 +52,50 @@ type health struct {
 	// stale is whether the brokers were last reported as not answering,
 	// so that the change is logged once each way.
 	stale atomic.Bool
+	// began is when the session began (Unix nanoseconds); troubled, that
+	// a session failed since a session last ran steadyAfter.
+	began    atomic.Int64
+	troubled atomic.Bool
+	// partitionFailed: sarama reported a partition of the session that
+	// could not be consumed, which ends the session.
+	partitionFailed atomic.Bool
 }
 
 // begin is a session whose first generation claims n partitions.
 func (h *health) begin(n int, now time.Time) {
+	h.began.Store(now.UnixNano())
 	h.looked.Store(now.UnixNano())
 	h.pending.Store(int32(n))
-	h.joined.Store(n == 0)
+	h.joined.Store(true)
 }
 
-// started is a partition of the session's first generation that started;
-// the last one makes the trigger ready.
-func (h *health) started() {
-	if h.pending.Add(-1) == 0 {
-		h.joined.Store(true)
-	}
-}
+// started is a claimed partition that started.
+func (h *health) started() { h.pending.Add(-1) }
 
 // ended is a session that ended, or a trigger that waits to start again.
 func (h *health) ended() {
 	h.joined.Store(false)
 	h.pending.Store(0)
+}
+
+// failed is a session that ended for want of consuming: the next ones
+// count as consuming only once one has run steadyAfter.
+func (h *health) failed() {
+	h.ended()
+	h.troubled.Store(true)
+}
+
+// consuming reports whether the session consumes: joined, and every
+// claimed partition started, after no failure; or on for steadyAfter.
+func (h *health) consuming(now time.Time) bool {
+	if !h.joined.Load() {
+		return false
+	}
+	if now.Sub(time.Unix(0, h.began.Load())) >= steadyAfter {
+		h.troubled.Store(false)
+		return true
+	}
+	return h.pending.Load() <= 0 && !h.troubled.Load()
 }
 
 // idle is a trigger with no topic to consume yet: ready, with nothing to
@@ -95,5 +129,5 @@ func (t *trigger) isReady(now time.Time) bool {
 			t.log.Info("the brokers answer again: the trigger consumes", "group", t.settings.Group)
 		}
 	}
-	return h.joined.Load() && !silent
+	return h.consuming(now) && !silent
 }

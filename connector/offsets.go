@@ -1,8 +1,10 @@
 package connector
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/IBM/sarama"
 )
@@ -47,28 +49,46 @@ func listOffsets(client sarama.Client, level sarama.IsolationLevel, parts partit
 			req.AddBlock(topic, p, timestamp, 1)
 		}
 	}
+	// The leaders are asked at once: each may answer only after the fetch
+	// it is holding for this client (up to the idle fetch wait), and one
+	// after the other the waits would add up.
 	out := make(offsets)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		asked    sync.WaitGroup
+	)
 	for leader, req := range byLeader {
-		resp, err := leader.GetAvailableOffsets(req)
-		if err != nil {
-			return nil, fmt.Errorf("listing offsets on broker %s: %w", leader.Addr(), err)
-		}
-		for topic, ps := range parts {
-			for _, p := range ps {
-				block := resp.GetBlock(topic, p)
-				if block == nil {
-					continue // another leader's partition
-				}
-				if !errors.Is(block.Err, sarama.ErrNoError) {
-					return nil, fmt.Errorf("listing the offset of %s/%d: %w", topic, p, block.Err)
-				}
-				offset := block.Offset
-				if req.Version == 0 && len(block.Offsets) > 0 {
-					offset = block.Offsets[0]
-				}
-				out.set(topic, p, offset)
+		asked.Go(func() {
+			resp, err := leader.GetAvailableOffsets(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				firstErr = cmp.Or(firstErr, fmt.Errorf("listing offsets on broker %s: %w", leader.Addr(), err))
+				return
 			}
-		}
+			for topic, ps := range parts {
+				for _, p := range ps {
+					block := resp.GetBlock(topic, p)
+					if block == nil {
+						continue // another leader's partition
+					}
+					if !errors.Is(block.Err, sarama.ErrNoError) {
+						firstErr = cmp.Or(firstErr, fmt.Errorf("listing the offset of %s/%d: %w", topic, p, block.Err))
+						continue
+					}
+					offset := block.Offset
+					if req.Version == 0 && len(block.Offsets) > 0 {
+						offset = block.Offsets[0]
+					}
+					out.set(topic, p, offset)
+				}
+			}
+		})
+	}
+	asked.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	for topic, ps := range parts {
 		for _, p := range ps {

@@ -126,6 +126,9 @@ func (t *trigger) run(ctx context.Context) error {
 	errorsDone.Go(func() {
 		for err := range group.Errors() { // closed by group.Close
 			t.log.Warn("kafka consumer error", "group", t.settings.Group, "error", err)
+			if _, ok := errors.AsType[*sarama.ConsumerError](err); ok {
+				t.health.partitionFailed.Store(true) // the session ends with it
+			}
 		}
 	})
 	defer errorsDone.Wait()
@@ -154,6 +157,7 @@ func (t *trigger) run(ctx context.Context) error {
 		}
 		began := time.Now()
 		if err == nil {
+			t.health.partitionFailed.Store(false)
 			err = t.consume(ctx, group, topics, h)
 		}
 		switch {
@@ -165,16 +169,19 @@ func (t *trigger) run(ctx context.Context) error {
 		case errors.Is(err, errTopicsChanged):
 			retry.reset()
 			continue
+		case err == nil && t.health.partitionFailed.Load():
+			// A partition that cannot be consumed ends its session;
+			// rejoining at once would make the whole group rebalance in
+			// a loop.
+			err = errors.New("a partition could not be consumed, which ended the group session")
 		case err == nil && time.Since(began) > time.Second:
 			retry.reset() // a rebalance: rejoin at once
 			continue
 		case err == nil:
-			// A partition that cannot be consumed ends a session as soon
-			// as it begins; rejoining at once would make the whole group
-			// rebalance in a loop.
+			// As above, when the failure was not reported.
 			err = errors.New("the group session ended as soon as it began")
 		}
-		t.health.ended()
+		t.health.failed()
 		delay := retry.next()
 		t.log.Warn("cannot consume; joining the group again", "group", t.settings.Group, "brokers", strings.Join(t.brokers, ","), "error", err, "retry_in", delay)
 		if !t.wait(ctx, delay) {
@@ -398,9 +405,10 @@ func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	if g := sess.GenerationID(); g != h.generation.Load() {
 		h.t.log.Info("claimed partition in a rebalance", "group", h.t.settings.Group, "generation", g,
 			"topic", claim.Topic(), "partition", claim.Partition(), "offset", claim.InitialOffset())
-	} else {
-		h.t.health.started()
 	}
+	// Under cooperative rebalancing the claims Setup listed may start in
+	// a later generation already: any claim that starts counts.
+	h.t.health.started()
 	h.t.newPartitionWorker(h.ctx, sess, claim).run()
 	return nil
 }
