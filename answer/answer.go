@@ -64,7 +64,7 @@ func Read(body []byte) (Report, error) {
 		// Unmarshal matches the key in any case, as mentions does.
 		Items *[]Item `json:"batchItemFailures"`
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := json.Unmarshal(bytes.TrimPrefix(body, bom), &r); err != nil {
 		return Report{}, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}
 	if r.Items == nil {
@@ -85,9 +85,14 @@ func parseItems(raw []byte) (Report, error) {
 // object reports whether body starts as a JSON object: no other answer
 // can hold a top-level key.
 func object(body []byte) bool {
-	body = bytes.TrimLeft(body, " \t\r\n")
+	body = bytes.TrimLeft(bytes.TrimPrefix(body, bom), " \t\r\n")
 	return len(body) > 0 && body[0] == '{'
 }
+
+// bom is the UTF-8 byte order mark, which some Windows and .NET stacks
+// write before a JSON answer; encoding/json does not skip it, so the
+// answer is read from after it.
+var bom = []byte("\xef\xbb\xbf")
 
 // mentions reports whether body holds the key, quoted, in any case: the
 // quick look that spares parsing the answers that report nothing.

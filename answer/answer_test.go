@@ -60,6 +60,7 @@ func TestReadAndScan(t *testing.T) {
 		{name: "empty list", body: `{"batchItemFailures":[]}`, found: true},
 		{name: "null list", body: `{"batchItemFailures":null}`},
 		{name: "one failure", body: `{"batchItemFailures":[{"partition":0,"offset":37}]}`, found: true, offsets: []int64{37}},
+		{name: "after a byte order mark", body: "\xef\xbb\xbf" + `{"batchItemFailures":[{"partition":0,"offset":3}]}`, found: true, offsets: []int64{3}},
 		{name: "key in another case", body: `{"BatchItemFailures":[{"Partition":0,"Offset":5}]}`, found: true, offsets: []int64{5}},
 		{name: "upper case", body: `{"BATCHITEMFAILURES":[{"partition":0,"offset":6}]}`, found: true, offsets: []int64{6}},
 		{name: "report after an echo", body: echo(100, `"batchItemFailures":[{"partition":0,"offset":42}]`), found: true, offsets: []int64{42}},

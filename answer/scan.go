@@ -37,6 +37,10 @@ type streamScanner struct {
 }
 
 func (s *streamScanner) scan() (Report, error) {
+	if b, err := s.r.Peek(len(bom)); err == nil && bytes.Equal(b, bom) {
+		s.r.Discard(len(bom))
+		s.off += int64(len(bom))
+	}
 	c, err := s.nonSpace()
 	if err == io.EOF {
 		return Report{}, nil // an empty answer

@@ -159,7 +159,11 @@ func (t *trigger) watchLag(done <-chan struct{}, sess sarama.ConsumerGroupSessio
 			if !ticked {
 				continue
 			}
-			if t.isolation() == sarama.ReadCommitted && pos >= 0 && pos < end && pos == s.watched && s.oldest.Load() == 0 {
+			// Under exactly-once, offsets are committed in the partition's
+			// transactions only, never through the group: the tail waits
+			// for the next batch's transaction.
+			exactly := t.answers != nil && t.answers.exactly
+			if !exactly && t.isolation() == sarama.ReadCommitted && pos >= 0 && pos < end && pos == s.watched && s.oldest.Load() == 0 {
 				t.skipTail(sess, client, s, pos, end)
 			}
 			s.watched = s.position.Load()

@@ -192,6 +192,18 @@ func (w *partitionWorker) openResponses() bool {
 	for {
 		from, err := r.tx.Committed(w.claim.Topic(), w.claim.Partition())
 		if err == nil {
+			if w.claim.InitialOffset() < 0 {
+				// The claim does not start at the committed offset: the
+				// group has none, or it is past the partition's end (a
+				// truncated log) and sarama reset it. What the partition
+				// holds below it was not committed by anyone: nothing is
+				// skipped.
+				if from >= 0 {
+					w.log.Warn("the committed offset is not in the partition; delivering from where the claim starts, skipping nothing",
+						"committed", from, "initial_offset", w.claim.InitialOffset())
+				}
+				from = -1
+			}
 			r.from = from
 			if from > w.claim.InitialOffset() && w.claim.InitialOffset() >= 0 {
 				w.log.Info("the partition's previous owner committed more before it was fenced; skipping what it committed",

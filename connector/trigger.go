@@ -512,8 +512,21 @@ func (t *trigger) resolveStarts(client sarama.Client, points map[string]map[int3
 			byKind[ts][topic] = append(byKind[ts][topic], p)
 		}
 	}
+	// A time that no message has reached yet starts at the end, as it
+	// was before the look by time: a message written between the two
+	// looks may carry a later time, and starting at an end read after it
+	// would pass it by.
+	var ends offsets
+	for ts := range byKind {
+		if ts >= 0 {
+			var err error
+			if ends, err = listOffsets(client, level, partitionsOf(points), sarama.OffsetNewest); err != nil {
+				return nil, fmt.Errorf("finding where partitions start: %w", err)
+			}
+			break
+		}
+	}
 	out := make(offsets)
-	var ends offsets // for times that no message has reached yet
 	for ts, parts := range byKind {
 		found, err := listOffsets(client, level, parts, ts)
 		if err != nil {
@@ -522,11 +535,6 @@ func (t *trigger) resolveStarts(client sarama.Client, points map[string]map[int3
 		for topic, ps := range found {
 			for p, offset := range ps {
 				if offset < 0 { // nothing that new: start at the end
-					if ends == nil {
-						if ends, err = listOffsets(client, level, partitionsOf(points), sarama.OffsetNewest); err != nil {
-							return nil, fmt.Errorf("finding where partitions start: %w", err)
-						}
-					}
 					offset = ends[topic][p]
 				}
 				out.set(topic, p, offset)
