@@ -55,10 +55,10 @@ type Connector struct {
 	tracing *tracing.Tracing // nil when off
 
 	// seen is when each function listed with a topic was first seen so,
-	// valid or not (a paused one is not counted): the subscription time
-	// of a trigger started later, once its annotations are fixed. Only
-	// Run's goroutine uses it.
-	seen map[string]time.Time
+	// valid or not (a paused one is not counted), and its topics'
+	// partition counts then: the subscription of a trigger started later,
+	// once its annotations are fixed. Only Run's goroutine uses it.
+	seen map[string]sighting
 
 	// registry decodes the triggers' keys and values that are written
 	// through the schema registry; nil when none is configured, or when
@@ -125,7 +125,7 @@ func New(cfg config.Config, gw Gateway, log *slog.Logger) *Connector {
 		// interval; a look half as old serves them all.
 		catalog: &catalog{brokers: cfg.Brokers, newConfig: cfg.SaramaMetadata, maxAge: cfg.RebuildInterval / 2},
 		filters: make(map[string]compiledFilter),
-		seen:    make(map[string]time.Time),
+		seen:    make(map[string]sighting),
 	}
 	c.metrics.registry.MustRegister(triggerCollector{c})
 	if o, ok := cfg.SchemaRegistry(); ok {
@@ -391,17 +391,24 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 	problems := make(map[string]string)
 	illegal := make(map[string]string)
 	filters := make(map[string]compiledFilter)
-	seen := make(map[string]time.Time)
+	seen := make(map[string]sighting)
 	now := time.Now()
 	// subscribed is a function that asks for topics, from its first
 	// listing so on: its subscription begins then, even if its
 	// annotations must be fixed before it gets a trigger.
-	subscribed := func(name string) {
-		if at, ok := c.seen[name]; ok {
-			seen[name] = at
-		} else {
-			seen[name] = now
+	subscribed := func(name string, topics []string) {
+		if s, ok := c.seen[name]; ok {
+			seen[name] = s
+			return
 		}
+		s := sighting{at: now}
+		if counts, err := c.catalog.lookup(); err == nil {
+			s.partitions = make(map[string]int32, len(topics))
+			for _, topic := range topics {
+				s.partitions[topic] = int32(counts[topic]) // 0: created since
+			}
+		}
+		seen[name] = s
 	}
 	defer func() { c.seen = seen }()
 	for _, fn := range fns {
@@ -434,7 +441,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		settings, err := defaults.WithAnnotations(fn.Annotations)
 		if err != nil {
 			problems[name] = err.Error()
-			subscribed(name)
+			subscribed(name, topics)
 			continue
 		}
 		if expr := settings.Filter; expr != "" {
@@ -445,7 +452,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 			filters[expr] = cf
 			if cf.err != nil {
 				problems[name] = fmt.Sprintf("annotation %s=%q does not compile: %v", types.AnnotationFilter, expr, cf.err)
-				subscribed(name)
+				subscribed(name, topics)
 				continue
 			}
 		}
@@ -456,7 +463,7 @@ func (c *Connector) specs(fns []types.Function) map[string]spec {
 		if !settings.Enabled {
 			continue
 		}
-		subscribed(name)
+		subscribed(name, topics)
 		want[name] = spec{topics: topics, settings: settings}
 	}
 	// Two functions in one consumer group would split its partitions and

@@ -33,6 +33,14 @@ const (
 	startMetaPartitions = " partitions="
 )
 
+// sighting is when the connector first listed a function with a topic,
+// and how many partitions each of its topics had then (0 for a topic that
+// did not exist; nil when the brokers could not say).
+type sighting struct {
+	at         time.Time
+	partitions map[string]int32
+}
+
 // subscription is when a function subscribed to a topic, and how many
 // partitions the topic had then.
 type subscription struct {

@@ -80,10 +80,11 @@ type trigger struct {
 	// subscribed, all they hold is new to it. subscribed is when the
 	// function subscribed to each topic, and how many partitions it had
 	// then, as recorded in its commits.
-	// seen is when the connector first listed the function with a topic
-	// (zero if unknown): a subscription recorded for the first time dates
-	// from then, not from when the trigger could start.
-	seen       time.Time
+	// seen is when the connector first listed the function with a topic,
+	// and its topics' partitions then (zero if unknown): a subscription
+	// recorded for the first time dates from then, not from when the
+	// trigger could start.
+	seen       sighting
 	startMu    sync.Mutex
 	late       map[string]bool
 	firstLook  time.Time
@@ -451,10 +452,14 @@ func (t *trigger) setStartOffsets(sess sarama.ConsumerGroupSession, client saram
 		if h.late {
 			now = t.firstLookTime()
 		}
-		if !t.seen.IsZero() && t.seen.Before(now) {
-			now = t.seen
+		count := int32(len(all[topic]))
+		if !t.seen.at.IsZero() && t.seen.at.Before(now) {
+			now = t.seen.at
+			if c, ok := t.seen.partitions[topic]; ok {
+				count = min(count, c) // partitions added since were not there
+			}
 		}
-		subscribed := t.subscribe(topic, subscriptionFor(start, h, now, int32(len(all[topic]))))
+		subscribed := t.subscribe(topic, subscriptionFor(start, h, now, count))
 		metadata[topic] = startMetadata(subscribed)
 		// A first subscription starts from when the function was first
 		// listed with the topic, which may be before this trigger could
