@@ -412,32 +412,14 @@ func (r *avroReader) value(dst []byte, n *avroNode, depth int) ([]byte, error) {
 			return dst, fmt.Errorf("union branch %d of %d", i, len(n.branches))
 		}
 		return r.value(dst, n.branches[i], depth+1)
-	case avroArray:
-		dst = append(dst, '[')
-		first := true
-		for {
-			count, err := r.block(n.items)
-			if err != nil {
-				return dst, err
-			}
-			if count == 0 {
-				return append(dst, ']'), nil
-			}
-			for range count {
-				if !first {
-					dst = append(dst, ',')
-				}
-				first = false
-				if dst, err = r.value(dst, n.items, depth+1); err != nil {
-					return dst, err
-				}
-				if len(dst) > r.limit {
-					return dst, errors.New("decodes to far more JSON than its payload: not written with this schema")
-				}
-			}
+	case avroArray, avroMap:
+		// Both are blocks of items; a map's items are each a key and a
+		// value, written as an object's members.
+		open, end := byte('['), byte(']')
+		if n.kind == avroMap {
+			open, end = '{', '}'
 		}
-	case avroMap:
-		dst = append(dst, '{')
+		dst = append(dst, open)
 		first := true
 		for {
 			count, err := r.block(n.items)
@@ -445,18 +427,20 @@ func (r *avroReader) value(dst []byte, n *avroNode, depth int) ([]byte, error) {
 				return dst, err
 			}
 			if count == 0 {
-				return append(dst, '}'), nil
+				return append(dst, end), nil
 			}
 			for range count {
 				if !first {
 					dst = append(dst, ',')
 				}
 				first = false
-				k, err := r.bytes()
-				if err != nil {
-					return dst, err
+				if n.kind == avroMap {
+					k, err := r.bytes()
+					if err != nil {
+						return dst, err
+					}
+					dst = append(appendJSONString(dst, k), ':')
 				}
-				dst = append(appendJSONString(dst, k), ':')
 				if dst, err = r.value(dst, n.items, depth+1); err != nil {
 					return dst, err
 				}
