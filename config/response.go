@@ -20,22 +20,26 @@ const MaxResponseRecordBytes = 1 << 20
 // consumer's TLS and SASL settings. A transactionalID, for exactly-once,
 // makes it transactional.
 //
-// Both are idempotent: every record is acknowledged by every in-sync
-// replica, and a record the producer retries is written once and in order,
-// which needs one request in flight per broker.
+// Every record is acknowledged by every in-sync replica. At least once,
+// the writer sends each answer in requests of its own and waits for them
+// (respond.Writer): the partitions of a trigger write at once, several
+// requests in flight to a broker, and order comes from each partition
+// writing its next answer after the last one was acknowledged. The
+// transactional producer is idempotent: a record it retries is written
+// once and in order, which needs one request in flight per broker.
 func (c *Config) SaramaResponse(s types.TriggerSettings, transactionalID string) *sarama.Config {
 	sc := c.saramaBase()
 	sc.Metadata.AllowAutoTopicCreation = false
 	sc.Metadata.Full = false
 	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
 	sc.Producer.MaxMessageBytes = MaxResponseRecordBytes
 	if transactionalID == "" {
 		return sc
 	}
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
 	sc.Producer.Transaction.ID = transactionalID
 	// A transaction stays open while the partition's next batches are
 	// delivered, up to commit_interval, and at most one invocation beyond

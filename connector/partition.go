@@ -158,6 +158,7 @@ func (w *partitionWorker) run() {
 		w.handle(<-w.reports)
 	}
 	w.flights.Wait()
+	w.awaitAnswer()
 	w.mark()
 	if w.sess.Context().Err() == nil && w.ctx.Err() == nil {
 		w.log.Info("released partition in a rebalance")
@@ -218,6 +219,11 @@ func (w *partitionWorker) loop() {
 				m, ok = w.dec.take(), true
 			case <-w.resp.due():
 				if !w.flushResponses() {
+					return
+				}
+				continue
+			case <-w.resp.written():
+				if !w.awaitAnswer() {
 					return
 				}
 				continue
@@ -405,10 +411,19 @@ func (w *partitionWorker) logStart() {
 // transaction instead, with the answers (see hold), and never marked.
 func (w *partitionWorker) commit(offset int64) {
 	w.marked = offset
-	if w.resp.transactional() {
+	switch {
+	case w.resp.transactional():
 		w.hold(offset)
-		return
+	case w.resp.unwritten(offset):
+		// Marked once the answer being written is acknowledged (see
+		// awaitAnswer).
+	default:
+		w.markOffset(offset)
 	}
+}
+
+// markOffset marks offset for sarama to commit.
+func (w *partitionWorker) markOffset(offset int64) {
 	w.sess.MarkOffset(w.claim.Topic(), w.claim.Partition(), offset, w.meta)
 	w.committed(offset)
 }

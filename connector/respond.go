@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -156,6 +157,14 @@ type partitionResponses struct {
 	failed, fenced bool
 	id             string // the transactional id
 	halt           context.CancelFunc
+
+	// pending is the answer being written at least once in the
+	// background, and unacknowledged the offset waiting for it, -1 when
+	// none (see answerwrite.go). Only the worker's goroutine touches
+	// them; writes owns the goroutine writing.
+	pending        *pendingAnswer
+	unacknowledged int64
+	writes         sync.WaitGroup
 }
 
 // openResponses prepares the partition's answers before its first message
@@ -167,7 +176,7 @@ func (w *partitionWorker) openResponses() bool {
 	if a == nil {
 		return true
 	}
-	r := &partitionResponses{a: a, from: -1, held: -1}
+	r := &partitionResponses{a: a, from: -1, held: -1, unacknowledged: -1}
 	w.resp = r
 	if !a.exactly {
 		return true
@@ -243,7 +252,11 @@ func (w *partitionWorker) waitResponses(retry *retrier, what string, err error) 
 // the partition is read again from its committed offset.
 func (w *partitionWorker) closeResponses() {
 	r := w.resp
-	if r == nil || r.tx == nil {
+	if r == nil {
+		return
+	}
+	r.writes.Wait() // run awaited the answer being written, or it never started
+	if r.tx == nil {
 		return
 	}
 	r.timer.Stop()
@@ -396,48 +409,42 @@ func (f *flight) source() respond.Source {
 }
 
 // writeAnswer writes the records of a batch's successful answer before the
-// batch reports its records finished, retrying with backoff while the
+// batch reports its records finished: at least once (see answerwrite.go),
+// or in the partition's transaction, retrying with backoff while the
 // partition waits. It reports false if the worker must stop first, or,
 // under exactly-once, once the transaction failed: the batch is then
 // abandoned, uncommitted.
 func (f *flight) writeAnswer(records []respond.Record) bool {
 	w := f.w
 	a := w.t.answers
-	if a == nil {
+	switch {
+	case a == nil:
 		return true
+	case !a.exactly:
+		return f.writeAtLeastOnce(records)
 	}
 	msgs := respond.Messages(a.topic, f.source(), records)
 	r := w.resp
 	s := w.t.settings
 	for try := 1; ; try++ {
-		var err error
+		if r.failed {
+			return false
+		}
 		// fenced: the coordinator refused the write for the state of the
 		// transaction, which a producer of the id started elsewhere (the
 		// partition's next owner) aborted.
-		lost, fenced := false, false
-		if a.exactly {
-			if r.failed {
-				return false
-			}
-			_, before := r.tx.Pending()
-			if err = r.tx.Write(msgs); err != nil {
-				// The transaction can only be aborted now. What it held
-				// of the batches before this one is lost with it.
-				fenced = respond.Fenced(err) || errors.Is(err, sarama.ErrInvalidTxnState)
-				r.tx.Abort()
-				lost = before > 0 || fenced || !r.tx.Usable()
-			}
-		} else {
-			err = a.writer.Write(msgs)
-		}
+		_, before := r.tx.Pending()
+		err := r.tx.Write(msgs)
 		if err == nil {
-			if a.exactly {
-				r.batches++
-			}
+			r.batches++
 			a.metrics.records.WithLabelValues(w.t.function, w.claim.Topic()).Add(float64(len(msgs)))
 			return true
 		}
-		if lost {
+		// The transaction can only be aborted now. What it held of the
+		// batches before this one is lost with it.
+		fenced := respond.Fenced(err) || errors.Is(err, sarama.ErrInvalidTxnState)
+		r.tx.Abort()
+		if before > 0 || fenced || !r.tx.Usable() {
 			w.responseFailed("cannot write the answer in the partition's transaction", err, fenced)
 			return false
 		}

@@ -252,6 +252,56 @@ func TestResponseWriteFailureKeepsTheBatchUncommitted(t *testing.T) {
 	}
 }
 
+// A partition goes on with its next batch while an answer is written, but
+// no further: while the brokers refuse the answer of offset 0, the function
+// gets offset 1 and not offset 2, and nothing is committed; once it is
+// written, the answers follow in input order and everything is committed.
+func TestNextBatchGoesWhileAnAnswerIsWritten(t *testing.T) {
+	client, gw, cfg := setup(t, "orders", "orders.enriched")
+	cfg.ResponseTopic = "orders.enriched"
+	cfg.MaxMessages = 1
+	gw.SetFunctions(fn("enrich", "orders"))
+	gw.Handle("enrich", echoRecords)
+	for o := range 3 {
+		client.Produce(testkit.Record("orders", 2, nil, []byte(strconv.Itoa(o))))
+	}
+	const refusals = 8
+	refused := testkit.FailProduces(client.Cluster, "orders.enriched", refusals)
+	testkit.Start(t, cfg)
+
+	// Each figure is read before the refusals are counted: what is seen
+	// while writes were still refused happened before the answer of
+	// offset 0 was written.
+	overlapped := false
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		calls := len(gw.Calls("enrich"))
+		committed := client.Committed("kafka-connector-enrich")["orders"][2]
+		n := refused.Load()
+		if n < refusals {
+			if committed > 0 {
+				t.Fatalf("offset %d committed while the answer of offset 0 was not written", committed)
+			}
+			if calls > 2 {
+				t.Fatalf("%d invocations while the answer of offset 0 was not written: at most one batch goes ahead of an answer", calls)
+			}
+			overlapped = overlapped || calls == 2
+		}
+		return n >= refusals
+	}, "the answer's write is refused %d times", refusals)
+	if !overlapped {
+		t.Error("the next batch waited for the answer to be written")
+	}
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-enrich")["orders"][2] == 3 },
+		"committed once the answers are written")
+	var order []string
+	for _, r := range readCommitted(t, client.Cluster, "orders.enriched", partitions) {
+		order = append(order, string(r.Value))
+	}
+	if want := []string{"orders/2/0", "orders/2/1", "orders/2/2"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("answers written %v, want %v once each, in input order", order, want)
+	}
+}
+
 // exactlyOnce is the setup of the exactly-once tests: the function echoes
 // every message into the response topic.
 func exactlyOnce(t *testing.T, in, out string) (*testkit.Client, *gatewaytest.Gateway, config.Config) {

@@ -152,6 +152,87 @@ func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
 	t.Logf("SUMMARY exactly-once answers: %d messages, %d kills and a freeze, %d deliveries repeated, each answer read once", n, kills, redelivered)
 }
 
+// Scenario: at-least-once answers. The same function, its answers written
+// at least once, the connector killed with SIGKILL several times with an
+// invocation in flight and the answer of the batch before it possibly
+// still being written: every input message's answer is read at least once,
+// and each committed offset's answer was written before the commit.
+func TestAtLeastOnceAnswersThroughKills(t *testing.T) {
+	const partitions = 4
+	e := newEnv(t, map[string]int32{"orders": partitions, "orders.out": partitions})
+	n, kills := scale(2000, 20000), scale(2, 6)
+	subs := map[string][]string{"enrich": {"orders"}}
+	f := fn("enrich", "orders")
+	f.Annotations[types.AnnotationResponseTopic] = "orders.out"
+	e.gw.SetFunctions(f)
+	wire := newTripwire(e.gw, "enrich", "orders")
+	e.gw.Behave("enrich", func(c *gatewaytest.Call, k int64) (int, []byte) {
+		if status, _ := wire.behaviour()(c, k); status != http.StatusOK {
+			return status, nil
+		}
+		return echoAnswer(c)
+	})
+	s := e.settings().with("max_messages", "20")
+	committed := func() int64 {
+		var sum int64
+		for _, off := range e.client.mustCommitted(group("enrich")) {
+			sum += off
+		}
+		return sum
+	}
+	records := workload("orders", partitions, n, 3)
+	chunk := n / (kills + 1)
+	for round := 0; round < kills; round++ {
+		p := startConnector(t, "a", s)
+		before := committed()
+		p.waitReady(60 * time.Second)
+		producer := e.client.produceInBackground(records[round*chunk:(round+1)*chunk], chunk/20, 200*time.Millisecond)
+		testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
+		wire.arm(e.gw.Delivered("enrich") + 1)
+		wire.waitHeld(t, 60*time.Second)
+		p.kill9()
+		wire.disarm()
+		producer.wait(t)
+	}
+	a := startConnector(t, "a", s)
+	a.waitReady(60 * time.Second)
+	e.client.produceInBackground(records[kills*chunk:], chunk/20, 200*time.Millisecond).wait(t)
+	e.waitDelivered(120*time.Second, subs, a)
+	ends := e.endOffsets("orders")
+	testkit.Eventually(t, 60*time.Second, func() bool {
+		got := e.client.mustCommitted(group("enrich"))
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	}, "the group commits every partition to its end")
+	if code := a.terminate(30 * time.Second); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+	a.assertNoCrash()
+
+	answers := e.readCommitted("orders.out", partitions)
+	missing, dups := 0, 0
+	for p, end := range ends {
+		for o := int64(0); o < end; o++ {
+			v := fmt.Sprintf("%s/%d", p, o)
+			switch c := answers[v]; {
+			case c == 0:
+				missing++
+			case c > 1:
+				dups += c - 1
+			}
+			delete(answers, v)
+		}
+	}
+	if missing > 0 || len(answers) > 0 {
+		t.Errorf("%d answers missing, %d unasked for", missing, len(answers))
+	}
+	t.Logf("SUMMARY at-least-once answers: %d messages, %d kills, %d answers written again", n, kills, dups)
+}
+
 // echoAnswer answers a batch with one record per message whose value names
 // it: topic/partition/offset.
 func echoAnswer(c *gatewaytest.Call) (int, []byte) {

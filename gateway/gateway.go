@@ -161,7 +161,7 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 	defer resp.Body.Close()
 	out := Response{Status: resp.StatusCode}
 	// One byte more than is kept tells whether the answer goes on.
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	answer, err := readAll(io.LimitReader(resp.Body, MaxResponseBytes+1), resp.ContentLength)
 	out.Body = answer[:min(len(answer), MaxResponseBytes)]
 	if err != nil {
 		return out, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
@@ -184,6 +184,27 @@ func (c *Client) Invoke(ctx context.Context, r Request) (Response, error) {
 		return out, fmt.Errorf("invoking %s: reading the answer: %w", r.Function, err)
 	}
 	return out, nil
+}
+
+// readAll reads r to its end as io.ReadAll does, into a buffer made for
+// the length the answer announced (-1: none): grown from 512 bytes, a
+// buffer for an answer of a record a message costs twice the answer in
+// copies and garbage.
+func readAll(r io.Reader, length int64) ([]byte, error) {
+	b := make([]byte, 0, min(max(length, 511), MaxResponseBytes)+1) // +1: room to read the end
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // newRequest makes the POST of an invocation. A *bytes.Reader lets the

@@ -2,7 +2,6 @@ package respond
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -29,13 +28,6 @@ type Header struct {
 // did not mean to a topic others read, so the batch fails instead.
 var ErrAnswer = errors.New("the answer's records cannot be read")
 
-// answerRecord is one element of an answer's "records" list.
-type answerRecord struct {
-	Key     *string           `json:"key"`
-	Value   json.RawMessage   `json:"value"`
-	Headers map[string]string `json:"headers"`
-}
-
 // Parse reads a successful (2xx) answer into the records to write, in order:
 //
 //   - a JSON object whose "records" member is a list: a record for each of
@@ -48,112 +40,173 @@ type answerRecord struct {
 //
 // A "records" list whose elements are not such objects is ErrAnswer.
 // Other members of the object, such as batchItemFailures, are not written.
-// The records share no memory with body.
+// Member names are matched as encoding/json matches a struct's fields (in
+// any case; the last of a name wins), except "records" itself, which is
+// matched exactly so that the CKafka event echoed back ("Records") is
+// written whole. The records share no memory with body.
+//
+// Parse reads the body with a scanner of its own (see scanner): a function
+// that answers a record for each message makes it the connector's busiest
+// reader, and encoding/json's decoder, with json.Valid, cost four times as
+// much.
 func Parse(body []byte) ([]Record, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		return nil, nil
 	}
-	list, ok, err := recordsList(body)
-	if err != nil {
-		return nil, err
+	if trimmed[0] != '{' || !bytes.Contains(trimmed, []byte(`"records"`)) {
+		return whole(body), nil // the common case, without parsing
 	}
-	if !ok {
-		return []Record{{Value: bytes.Clone(body)}}, nil
+	// The records' bytes are taken from one copy of the body. A first walk
+	// checks it is JSON and finds the list, a second reads the list.
+	s := scanner{b: bytes.Clone(trimmed)}
+	list, err := s.recordsList()
+	if err != nil || list < 0 || s.b[list] != '[' {
+		return whole(body), nil
 	}
-	out := make([]Record, 0, len(list))
-	for i, ar := range list {
-		r, err := parseRecord(ar)
+	s.i = list
+	out := []Record{}
+	empty, _ := s.open('[')
+	for more, n := !empty, 0; more; more, _ = s.more(']') {
+		r, err := s.record()
 		if err != nil {
-			return nil, fmt.Errorf("%w: records[%d]: %v", ErrAnswer, i, err)
+			return nil, fmt.Errorf("%w: records[%d]: %v", ErrAnswer, n, err)
 		}
 		out = append(out, r)
+		n++
 	}
 	return out, nil
 }
 
-// recordsList finds the "records" list of a JSON object, matching the
-// member's name exactly (encoding/json would take "Records" for it), in one
-// pass over the body's top level. It reports false for a body that is not
-// a JSON object, or one without a "records" member that is a list: such a
-// body is written whole.
-func recordsList(body []byte) ([]answerRecord, bool, error) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 || trimmed[0] != '{' || !bytes.Contains(trimmed, []byte(`"records"`)) {
-		return nil, false, nil // the common case, without parsing
-	}
-	if !json.Valid(trimmed) {
-		return nil, false, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if _, err := dec.Token(); err != nil { // {
-		return nil, false, nil
-	}
-	var list json.RawMessage
-	found := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, false, nil
+// whole is the answer written as one record.
+func whole(body []byte) []Record { return []Record{{Value: bytes.Clone(body)}} }
+
+// recordsList reads the object at s.i to its end and returns where its
+// last "records" member's value starts (the last one, as encoding/json
+// would), -1 without one; errSyntax if the text is not one JSON object.
+func (s *scanner) recordsList() (int, error) {
+	list := -1
+	empty, err := s.open('{')
+	for more := !empty; more && err == nil; {
+		var name []byte
+		if name, err = s.name(); err != nil {
+			break
 		}
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, false, nil
+		if string(name) == "records" {
+			list = s.i
 		}
-		if key, _ := tok.(string); key == "records" {
-			list, found = value, true // the last one, as encoding/json would
+		if _, err = s.skip(); err != nil {
+			break
 		}
+		more, err = s.more('}')
 	}
-	if !found || len(list) == 0 || list[0] != '[' {
-		return nil, false, nil
+	if s.space(); err == nil && s.i < len(s.b) {
+		err = errSyntax // text after the object
 	}
-	ld := json.NewDecoder(bytes.NewReader(list))
-	ld.DisallowUnknownFields()
-	var out []answerRecord
-	if err := ld.Decode(&out); err != nil {
-		return nil, false, fmt.Errorf("%w: %v", ErrAnswer, err)
-	}
-	for i, ar := range out {
-		if ar.Key == nil && ar.Value == nil && ar.Headers == nil {
-			// An element that is not an object (null) decodes to nothing.
-			if elementIsNull(list, i) {
-				return nil, false, fmt.Errorf("%w: records[%d]: want an object with key, value and headers, got null", ErrAnswer, i)
-			}
-		}
-	}
-	return out, true, nil
+	return list, err
 }
 
-// elementIsNull reports whether element i of a JSON list is null.
-func elementIsNull(list json.RawMessage, i int) bool {
-	var elems []json.RawMessage
-	if json.Unmarshal(list, &elems) != nil || i >= len(elems) {
-		return false
-	}
-	return string(bytes.TrimSpace(elems[i])) == "null"
-}
-
-func parseRecord(ar answerRecord) (Record, error) {
+// record reads an element of the records list at s.i, in text already
+// checked.
+func (s *scanner) record() (Record, error) {
 	var r Record
-	if ar.Key != nil {
-		r.Key = []byte(*ar.Key)
-	}
-	value := bytes.TrimSpace(ar.Value)
-	switch {
-	case len(value) == 0 || string(value) == "null":
-	case value[0] == '"':
-		var s string
-		if err := json.Unmarshal(value, &s); err != nil {
-			return Record{}, fmt.Errorf("value: %v", err)
-		}
-		r.Value = []byte(s)
+	switch c := s.peek(); c {
+	case '{':
+	case 'n':
+		return r, errors.New("want an object with key, value and headers, got null")
 	default:
-		r.Value = bytes.Clone(value)
+		return r, fmt.Errorf("want an object with key, value and headers, got %s", kind(c))
 	}
-	if len(ar.Headers) > 0 {
-		r.Headers = make([]Header, 0, len(ar.Headers))
-		for _, k := range sortedKeys(ar.Headers) {
-			r.Headers = append(r.Headers, Header{Key: k, Value: []byte(ar.Headers[k])})
+	var headers map[string]string
+	empty, _ := s.open('{')
+	for more := !empty; more; more, _ = s.more('}') {
+		name, _ := s.name()
+		c := s.peek()
+		switch {
+		case fieldIs(name, "key"):
+			switch c {
+			case '"':
+				r.Key, _ = s.text()
+			case 'n':
+				r.Key = nil
+				s.skip()
+			default:
+				return Record{}, fmt.Errorf("key: want a string, got %s", kind(c))
+			}
+		case fieldIs(name, "value"):
+			switch c {
+			case '"':
+				r.Value, _ = s.text()
+			case 'n':
+				r.Value = nil
+				s.skip()
+			default:
+				r.Value, _ = s.skip()
+			}
+		case fieldIs(name, "headers"):
+			switch c {
+			case '{':
+				if headers == nil {
+					headers = make(map[string]string)
+				}
+				if err := s.headers(headers); err != nil {
+					return Record{}, err
+				}
+			case 'n':
+				headers = nil
+				s.skip()
+			default:
+				return Record{}, fmt.Errorf("headers: want an object of strings, got %s", kind(c))
+			}
+		default:
+			return Record{}, fmt.Errorf("unknown field %q", name)
+		}
+	}
+	if len(headers) > 0 {
+		r.Headers = make([]Header, 0, len(headers))
+		for _, k := range sortedKeys(headers) {
+			r.Headers = append(r.Headers, Header{Key: k, Value: []byte(headers[k])})
 		}
 	}
 	return r, nil
+}
+
+// headers reads a record's headers object into h.
+func (s *scanner) headers(h map[string]string) error {
+	empty, _ := s.open('{')
+	for more := !empty; more; more, _ = s.more('}') {
+		name, _ := s.name()
+		switch c := s.peek(); c {
+		case '"':
+			v, _ := s.text()
+			h[string(name)] = string(v)
+		case 'n': // as encoding/json stores null in a map of strings
+			h[string(name)] = ""
+			s.skip()
+		default:
+			return fmt.Errorf("headers: %q: want a string, got %s", name, kind(c))
+		}
+	}
+	return nil
+}
+
+// fieldIs matches a member's name to a field as encoding/json does.
+func fieldIs(name []byte, field string) bool {
+	return string(name) == field || bytes.EqualFold(name, []byte(field))
+}
+
+func kind(c byte) string {
+	switch c {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "a list"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }

@@ -49,6 +49,30 @@ func (s Source) headers() []sarama.RecordHeader {
 	}
 }
 
+// recordHeaders are src's headers as the writer encodes them, shared by
+// every record of the answer.
+func (s Source) recordHeaders() []*sarama.RecordHeader {
+	hs := s.headers()
+	out := make([]*sarama.RecordHeader, len(hs))
+	for i := range hs {
+		out[i] = &hs[i]
+	}
+	return out
+}
+
+// ownHeaders are a record's own headers followed by the source's, the
+// function's header named as one of the source's dropped: a reader finds
+// one of each.
+func ownHeaders(own []Header, src []*sarama.RecordHeader) []*sarama.RecordHeader {
+	out := make([]*sarama.RecordHeader, 0, len(own)+len(src))
+	for _, h := range own {
+		if !slices.Contains(reserved, h.Key) {
+			out = append(out, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+		}
+	}
+	return append(out, src...)
+}
+
 // Messages makes the producer messages of records answering src, for topic.
 // Each carries src's headers after the function's own, and the input
 // partition for Partitioner.

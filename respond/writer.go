@@ -1,10 +1,12 @@
 package respond
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -50,70 +52,250 @@ func send(p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
 // Writer writes records at least once: Write returns once the brokers
 // acknowledged every record. One Writer serves every partition of a
 // trigger, concurrently; it connects on first use.
+//
+// It writes a batch's answer as one produce request to each broker that
+// leads one of its records' partitions, and waits for the answers: a
+// function that answers a record for each message makes this the
+// connector's busiest write, and sarama's producer, which takes records one
+// at a time through a goroutine each for the dispatch, the partition and
+// the broker, cost three times as much a record. What it gives up is the
+// producer's own retries: a write that fails is retried whole by the
+// caller, with backoff, and the same holds of order (see Write).
 type Writer struct {
 	brokers   []string
 	newConfig func() *sarama.Config
 
-	mu       sync.Mutex
-	producer sarama.SyncProducer
+	mu     sync.Mutex
+	client sarama.Client
+	conf   *sarama.Config
 }
 
-// NewWriter returns a writer to brokers. newConfig gives the producer's
-// configuration (acks from every in-sync replica, idempotent: a record
-// retried by the producer is written once, in order); the writer sets the
-// partitioner.
+// NewWriter returns a writer to brokers. newConfig gives the client's
+// configuration: its TLS and SASL, the acknowledgement asked
+// (Producer.RequiredAcks: every in-sync replica), Producer.Timeout,
+// Producer.Compression and Producer.MaxMessageBytes, the most a request
+// carries for a partition.
 func NewWriter(brokers []string, newConfig func() *sarama.Config) *Writer {
 	return &Writer{brokers: brokers, newConfig: newConfig}
 }
 
-// Write writes msgs and waits for the brokers' acknowledgement. A partly
-// failed write is retried whole by the caller, so a record may be written
-// twice: readers that mind drop the copies by their idempotency key.
-func (w *Writer) Write(msgs []*sarama.ProducerMessage) error {
-	if len(msgs) == 0 {
+// Write writes the records of an answer to src to topic, each to the
+// partition Partitioner gives it, and waits for the brokers'
+// acknowledgement. The records of one partition are written in their
+// order; and the records of a Write called after another returned are
+// written after that one's, so that a caller writing one answer at a time
+// (a partition's batches under ordering=partition, a key's under
+// ordering=key) keeps them in order.
+//
+// A write that fails in part is retried whole by the caller, so a record
+// may be written twice: readers that mind drop the copies by their
+// idempotency key. A broker that moved a partition's leadership or lost its
+// connection makes the next write look the leaders up again.
+func (w *Writer) Write(topic string, src Source, records []Record) error {
+	if len(records) == 0 {
 		return nil
 	}
-	p, err := w.get()
+	client, conf, err := w.get()
 	if err != nil {
 		return err
 	}
-	return send(p, msgs)
+	n, err := partitionCount(client, topic)
+	if err != nil {
+		return err
+	}
+	headers := src.recordHeaders()
+	now := time.Now().Truncate(time.Millisecond)
+	// Each broker's requests, sent one after the other. A partition's
+	// records fill its batch in one request up to MaxMessageBytes, and go
+	// on in the next: a request never holds records of a partition that
+	// come before those of an earlier request.
+	type request struct {
+		req     *sarama.ProduceRequest
+		batches map[int32]*sarama.RecordBatch
+		sizes   map[int32]int
+		count   int
+	}
+	type route struct {
+		reqs []*request
+		at   map[int32]int // the request holding a partition's last batch
+	}
+	var brokers []*sarama.Broker
+	routes := make(map[*sarama.Broker]*route)
+	leaders := make([]*sarama.Broker, n)
+	recs := make([]sarama.Record, len(records)) // one allocation, not one a record
+	for i, r := range records {
+		p := place(r.Key, src.Partition, n)
+		b := leaders[p]
+		if b == nil {
+			if b, err = client.Leader(topic, p); err != nil {
+				return fmt.Errorf("finding the leader of %s/%d: %w", topic, p, err)
+			}
+			leaders[p] = b
+		}
+		rt := routes[b]
+		if rt == nil {
+			rt = &route{at: make(map[int32]int)}
+			routes[b] = rt
+			brokers = append(brokers, b)
+		}
+		size := recordSize(r, headers)
+		at, held := rt.at[p]
+		if held && rt.reqs[at].sizes[p]+size > conf.Producer.MaxMessageBytes {
+			at++
+		}
+		if at == len(rt.reqs) {
+			rt.reqs = append(rt.reqs, &request{req: newProduceRequest(conf), batches: make(map[int32]*sarama.RecordBatch), sizes: make(map[int32]int)})
+		}
+		rt.at[p] = at
+		rq := rt.reqs[at]
+		batch := rq.batches[p]
+		if batch == nil {
+			batch = &sarama.RecordBatch{
+				Version: 2, FirstTimestamp: now, MaxTimestamp: now,
+				Codec: conf.Producer.Compression, CompressionLevel: conf.Producer.CompressionLevel,
+				ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+			}
+			rq.batches[p] = batch
+			rq.req.AddBatch(topic, p, batch)
+			rq.sizes[p] = recordBatchOverhead
+		}
+		hs := headers
+		if len(r.Headers) > 0 {
+			hs = ownHeaders(r.Headers, headers)
+		}
+		recs[i] = sarama.Record{OffsetDelta: int64(len(batch.Records)), Key: r.Key, Value: r.Value, Headers: hs}
+		batch.Records = append(batch.Records, &recs[i])
+		batch.LastOffsetDelta = int32(len(batch.Records) - 1)
+		rq.sizes[p] += size
+		rq.count++
+	}
+	errs := make([]error, len(brokers))
+	send := func(i int) {
+		for _, rq := range routes[brokers[i]].reqs {
+			if errs[i] = produce(client, brokers[i], topic, rq.req, rq.batches, rq.count); errs[i] != nil {
+				return
+			}
+		}
+	}
+	if len(brokers) == 1 {
+		send(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range brokers {
+			wg.Go(func() { send(i) })
+		}
+		wg.Wait()
+	}
+	return errors.Join(errs...)
 }
 
-func (w *Writer) get() (sarama.SyncProducer, error) {
+// recordBatchOverhead and recordOverhead bound what a batch and a record
+// add to their keys, values and headers, as sarama's producer counts them.
+const (
+	recordBatchOverhead = 49
+	recordOverhead      = 5*binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
+)
+
+func recordSize(r Record, headers []*sarama.RecordHeader) int {
+	size := recordOverhead + len(r.Key) + len(r.Value)
+	for _, h := range headers {
+		size += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
+	}
+	for _, h := range r.Headers {
+		size += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
+	}
+	return size
+}
+
+// newProduceRequest is a request as sarama's producer makes it for the
+// configured Kafka version, from 0.11 on (record batches).
+func newProduceRequest(conf *sarama.Config) *sarama.ProduceRequest {
+	req := &sarama.ProduceRequest{RequiredAcks: conf.Producer.RequiredAcks, Timeout: int32(conf.Producer.Timeout / time.Millisecond), Version: 3}
+	for _, v := range []struct {
+		kafka   sarama.KafkaVersion
+		version int16
+	}{{sarama.V1_0_0_0, 5}, {sarama.V2_0_0_0, 6}, {sarama.V2_1_0_0, 7}, {sarama.V2_4_0_0, 8}, {sarama.V2_8_0_0, 9}, {sarama.V3_7_0_0, 10}} {
+		if conf.Version.IsAtLeast(v.kafka) {
+			req.Version = v.version
+		}
+	}
+	return req
+}
+
+// produce sends one request and reads what the broker says of each
+// partition. A broker that cannot be reached is closed, and a partition
+// whose leader moved has its metadata refreshed, for the next write.
+func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.ProduceRequest, batches map[int32]*sarama.RecordBatch, count int) error {
+	resp, err := b.Produce(req)
+	if err != nil {
+		_ = b.Close() // the next write opens it again
+		_ = client.RefreshMetadata(topic)
+		return fmt.Errorf("writing %d records to %s at broker %s: %w", count, topic, b.Addr(), err)
+	}
+	var pes sarama.ProducerErrors
+	for p := range batches {
+		// A partition the broker does not answer for is not written.
+		err := sarama.ErrIncompleteResponse
+		if block := resp.GetBlock(topic, p); block != nil {
+			err = block.Err
+		}
+		if err != sarama.ErrNoError {
+			pes = append(pes, &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: topic, Partition: p}, Err: err})
+		}
+	}
+	if len(pes) == 0 {
+		return nil
+	}
+	_ = client.RefreshMetadata(topic) // a leader that moved, most often
+	return newWriteError(pes, count)
+}
+
+// partitionCount is how many partitions topic has, as last read; a topic
+// the connector has not read yet is looked up.
+func partitionCount(client sarama.Client, topic string) (int32, error) {
+	ps, err := client.Partitions(topic)
+	if err != nil {
+		return 0, fmt.Errorf("reading the partitions of %s: %w", topic, err)
+	}
+	if len(ps) == 0 {
+		return 0, fmt.Errorf("reading the partitions of %s: %w", topic, sarama.ErrUnknownTopicOrPartition)
+	}
+	return int32(len(ps)), nil
+}
+
+func (w *Writer) get() (sarama.Client, *sarama.Config, error) {
 	w.mu.Lock()
-	p := w.producer
+	c, conf := w.client, w.conf
 	w.mu.Unlock()
-	if p != nil {
-		return p, nil
+	if c != nil {
+		return c, conf, nil
 	}
 	// Connecting happens outside the lock: the partitions that want the
-	// producer already there do not wait for a slow connection.
-	conf := w.newConfig()
-	conf.Producer.Partitioner = Partitioner
-	p, err := sarama.NewSyncProducer(w.brokers, conf)
+	// client already there do not wait for a slow connection.
+	conf = w.newConfig()
+	c, err := sarama.NewClient(w.brokers, conf)
 	if err != nil {
-		return nil, fmt.Errorf("connecting a producer to %v: %w", w.brokers, err)
+		return nil, nil, fmt.Errorf("connecting a producer to %v: %w", w.brokers, err)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.producer != nil {
-		p.Close()
-		return w.producer, nil
+	if w.client != nil {
+		c.Close()
+		return w.client, w.conf, nil
 	}
-	w.producer = p
-	return p, nil
+	w.client, w.conf = c, conf
+	return c, conf, nil
 }
 
-// Close closes the producer, once no partition writes any more.
+// Close closes the client, once no partition writes any more.
 func (w *Writer) Close() {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.producer != nil {
-		w.producer.Close()
-		w.producer = nil
+	if w.client != nil {
+		w.client.Close()
+		w.client = nil
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -191,6 +192,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, function string
 		g.calls = append(g.calls, c)
 		g.mu.Unlock()
 	}
+	// The length goes ahead of the answer, as a function's own server
+	// and the gateway after it send it.
+	w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
 	for k, v := range c.Reply {
 		w.Header()[k] = v
 	}
