@@ -63,9 +63,9 @@ func fmtEnv(env map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
-// The response producers follow the consumer's security settings, wait for
-// every in-sync replica, and are idempotent; a transactional one has its id
-// and a timeout longer than an invocation and a commit interval.
+// The response producers follow the consumer's security settings and wait
+// for every in-sync replica; the transactional one is idempotent, has its
+// id and a timeout longer than an invocation and a commit interval.
 func TestSaramaResponse(t *testing.T) {
 	clearEnv(t)
 	t.Setenv("sasl_mechanism", "PLAIN")
@@ -82,7 +82,7 @@ func TestSaramaResponse(t *testing.T) {
 		if !sc.Net.SASL.Enable || sc.Net.SASL.User != "connector" || sc.Net.SASL.Password != "secret" {
 			t.Errorf("%q: SASL not as the consumer's", id)
 		}
-		if sc.Producer.RequiredAcks != sarama.WaitForAll || !sc.Producer.Idempotent || sc.Producer.Transaction.ID != id {
+		if sc.Producer.RequiredAcks != sarama.WaitForAll || sc.Producer.Idempotent != (id != "") || sc.Producer.Transaction.ID != id {
 			t.Errorf("%q: acks %v, idempotent %v, transactional id %q", id, sc.Producer.RequiredAcks, sc.Producer.Idempotent, sc.Producer.Transaction.ID)
 		}
 		if err := sc.Validate(); err != nil {
