@@ -27,48 +27,20 @@ import (
 // frozen replica's late transaction failed.
 func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
 	const partitions = 4
-	e := newEnv(t, map[string]int32{"orders": partitions, "orders.out": partitions})
+	sc := newAnswering(t, partitions, "exactly-once")
+	e, wire, subs := sc.e, sc.wire, sc.subs
 	n, kills := scale(4000, 40000), scale(3, 10)
-	subs := map[string][]string{"enrich": {"orders"}}
-	f := fn("enrich", "orders")
-	f.Annotations[types.AnnotationResponseTopic] = "orders.out"
-	f.Annotations[types.AnnotationResponseDelivery] = "exactly-once"
-	e.gw.SetFunctions(f)
-	wire := newTripwire(e.gw, "enrich", "orders")
-	e.gw.Behave("enrich", func(c *gatewaytest.Call, k int64) (int, []byte) {
-		if status, _ := wire.behaviour()(c, k); status != http.StatusOK {
-			return status, nil
-		}
-		return echoAnswer(c)
-	})
 	// Transactions stay open for a while, so that kills and the freeze
 	// find answers written but not committed; and a frozen invocation does
 	// not time out when its process resumes.
 	s := e.settings().with("commit_interval", "2s", "upstream_timeout", "60s", "max_messages", "20")
-	committed := func() int64 {
-		var sum int64
-		for _, off := range e.client.mustCommitted(group("enrich")) {
-			sum += off
-		}
-		return sum
-	}
+	committed := sc.committed
 	records := workload("orders", partitions, n, 3)
 	chunk := n / (kills + 2)
 
 	// SIGKILL with an invocation in flight and answers in an open
 	// transaction, again and again.
-	for round := 0; round < kills; round++ {
-		p := startConnector(t, "a", s)
-		before := committed()
-		p.waitReady(60 * time.Second)
-		producer := e.client.produceInBackground(records[round*chunk:(round+1)*chunk], chunk/20, 200*time.Millisecond)
-		testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
-		wire.arm(e.gw.Delivered("enrich") + 1)
-		wire.waitHeld(t, 60*time.Second)
-		p.kill9()
-		wire.disarm()
-		producer.wait(t)
-	}
+	sc.killMidStream(t, s, records, chunk, kills)
 
 	// A replica frozen with an invocation in flight while another takes
 	// its partitions.
@@ -100,16 +72,7 @@ func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
 	e.waitDelivered(120*time.Second, subs, a, b)
 
 	// Every transaction commits; then both stop cleanly.
-	ends := e.endOffsets("orders")
-	testkit.Eventually(t, 60*time.Second, func() bool {
-		got := e.client.mustCommitted(group("enrich"))
-		for p, end := range ends {
-			if got[p] != end {
-				return false
-			}
-		}
-		return true
-	}, "the group commits every partition to its end in the transactions")
+	ends := sc.committedToTheEnd(t)
 	for _, p := range []*process{a, b} {
 		if code := p.terminate(30 * time.Second); code != 0 {
 			t.Errorf("%s: exit status %d after SIGTERM, want 0", p.name, code)
@@ -117,22 +80,9 @@ func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
 		p.assertNoCrash()
 	}
 
-	answers := e.readCommitted("orders.out", partitions)
-	dups, missing := 0, 0
-	for p, end := range ends {
-		for o := int64(0); o < end; o++ {
-			v := fmt.Sprintf("%s/%d", p, o)
-			switch c := answers[v]; {
-			case c == 0:
-				missing++
-			case c > 1:
-				dups += c - 1
-			}
-			delete(answers, v)
-		}
-	}
-	if missing > 0 || dups > 0 || len(answers) > 0 {
-		t.Errorf("read_committed: %d answers missing, %d written twice, %d unasked for", missing, dups, len(answers))
+	missing, dups, unasked := tally(e.readCommitted("orders.out", partitions), ends)
+	if missing > 0 || dups > 0 || unasked > 0 {
+		t.Errorf("read_committed: %d answers missing, %d written twice, %d unasked for", missing, dups, unasked)
 	}
 	calls := e.gw.Calls("")
 	redelivered := 0
@@ -158,12 +108,43 @@ func TestExactlyOnceAnswersThroughKillsAndAFrozenReplica(t *testing.T) {
 // still being written: every input message's answer is read at least once,
 // and each committed offset's answer was written before the commit.
 func TestAtLeastOnceAnswersThroughKills(t *testing.T) {
-	const partitions = 4
-	e := newEnv(t, map[string]int32{"orders": partitions, "orders.out": partitions})
+	sc := newAnswering(t, 4, "at-least-once")
 	n, kills := scale(2000, 20000), scale(2, 6)
-	subs := map[string][]string{"enrich": {"orders"}}
+	s := sc.e.settings().with("max_messages", "20")
+	records := workload("orders", 4, n, 3)
+	chunk := n / (kills + 1)
+	sc.killMidStream(t, s, records, chunk, kills)
+	a := startConnector(t, "a", s)
+	a.waitReady(60 * time.Second)
+	sc.e.client.produceInBackground(records[kills*chunk:], chunk/20, 200*time.Millisecond).wait(t)
+	sc.e.waitDelivered(120*time.Second, sc.subs, a)
+	ends := sc.committedToTheEnd(t)
+	if code := a.terminate(30 * time.Second); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0", code)
+	}
+	a.assertNoCrash()
+
+	missing, copies, unasked := tally(sc.e.readCommitted("orders.out", 4), ends)
+	if missing > 0 || unasked > 0 {
+		t.Errorf("%d answers missing, %d unasked for", missing, unasked)
+	}
+	t.Logf("SUMMARY at-least-once answers: %d messages, %d kills, %d answers written again", n, kills, copies)
+}
+
+// answering is the scenario of both tests: the function enrich answers
+// every message of orders with a record naming it, written to orders.out,
+// and a tripwire holds a call when armed.
+type answering struct {
+	e    *env
+	wire *tripwire
+	subs map[string][]string
+}
+
+func newAnswering(t *testing.T, partitions int32, delivery string) *answering {
+	e := newEnv(t, map[string]int32{"orders": partitions, "orders.out": partitions})
 	f := fn("enrich", "orders")
 	f.Annotations[types.AnnotationResponseTopic] = "orders.out"
+	f.Annotations[types.AnnotationResponseDelivery] = delivery
 	e.gw.SetFunctions(f)
 	wire := newTripwire(e.gw, "enrich", "orders")
 	e.gw.Behave("enrich", func(c *gatewaytest.Call, k int64) (int, []byte) {
@@ -172,35 +153,43 @@ func TestAtLeastOnceAnswersThroughKills(t *testing.T) {
 		}
 		return echoAnswer(c)
 	})
-	s := e.settings().with("max_messages", "20")
-	committed := func() int64 {
-		var sum int64
-		for _, off := range e.client.mustCommitted(group("enrich")) {
-			sum += off
-		}
-		return sum
+	return &answering{e: e, wire: wire, subs: map[string][]string{"enrich": {"orders"}}}
+}
+
+// committed is the sum of the group's committed offsets.
+func (a *answering) committed() int64 {
+	var sum int64
+	for _, off := range a.e.client.mustCommitted(group("enrich")) {
+		sum += off
 	}
-	records := workload("orders", partitions, n, 3)
-	chunk := n / (kills + 1)
-	for round := 0; round < kills; round++ {
+	return sum
+}
+
+// killMidStream runs a connector with settings s kills times, each on the
+// next chunk of records: it writes the chunk, waits for a commit and for a
+// call to be held in flight, and kills the connector with SIGKILL.
+func (a *answering) killMidStream(t *testing.T, s settings, records []*kgo.Record, size, kills int) {
+	for round := range kills {
+		chunk := records[round*size : (round+1)*size]
 		p := startConnector(t, "a", s)
-		before := committed()
+		before := a.committed()
 		p.waitReady(60 * time.Second)
-		producer := e.client.produceInBackground(records[round*chunk:(round+1)*chunk], chunk/20, 200*time.Millisecond)
-		testkit.Eventually(t, 90*time.Second, func() bool { return committed() > before }, "connector %d committing", round+1)
-		wire.arm(e.gw.Delivered("enrich") + 1)
-		wire.waitHeld(t, 60*time.Second)
+		producer := a.e.client.produceInBackground(chunk, len(chunk)/20, 200*time.Millisecond)
+		testkit.Eventually(t, 90*time.Second, func() bool { return a.committed() > before }, "connector %d committing", round+1)
+		a.wire.arm(a.e.gw.Delivered("enrich") + 1)
+		a.wire.waitHeld(t, 60*time.Second)
 		p.kill9()
-		wire.disarm()
+		a.wire.disarm()
 		producer.wait(t)
 	}
-	a := startConnector(t, "a", s)
-	a.waitReady(60 * time.Second)
-	e.client.produceInBackground(records[kills*chunk:], chunk/20, 200*time.Millisecond).wait(t)
-	e.waitDelivered(120*time.Second, subs, a)
-	ends := e.endOffsets("orders")
+}
+
+// committedToTheEnd waits for the group to commit every partition of
+// orders to its end, and returns the ends.
+func (a *answering) committedToTheEnd(t *testing.T) map[tp]int64 {
+	ends := a.e.endOffsets("orders")
 	testkit.Eventually(t, 60*time.Second, func() bool {
-		got := e.client.mustCommitted(group("enrich"))
+		got := a.e.client.mustCommitted(group("enrich"))
 		for p, end := range ends {
 			if got[p] != end {
 				return false
@@ -208,13 +197,12 @@ func TestAtLeastOnceAnswersThroughKills(t *testing.T) {
 		}
 		return true
 	}, "the group commits every partition to its end")
-	if code := a.terminate(30 * time.Second); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0", code)
-	}
-	a.assertNoCrash()
+	return ends
+}
 
-	answers := e.readCommitted("orders.out", partitions)
-	missing, dups := 0, 0
+// tally counts, among the answers read, the input offsets below ends that
+// have none, the copies beyond one, and the answers to nothing asked.
+func tally(answers map[string]int, ends map[tp]int64) (missing, copies, unasked int) {
 	for p, end := range ends {
 		for o := int64(0); o < end; o++ {
 			v := fmt.Sprintf("%s/%d", p, o)
@@ -222,15 +210,12 @@ func TestAtLeastOnceAnswersThroughKills(t *testing.T) {
 			case c == 0:
 				missing++
 			case c > 1:
-				dups += c - 1
+				copies += c - 1
 			}
 			delete(answers, v)
 		}
 	}
-	if missing > 0 || len(answers) > 0 {
-		t.Errorf("%d answers missing, %d unasked for", missing, len(answers))
-	}
-	t.Logf("SUMMARY at-least-once answers: %d messages, %d kills, %d answers written again", n, kills, dups)
+	return missing, copies, len(answers)
 }
 
 // echoAnswer answers a batch with one record per message whose value names
