@@ -127,8 +127,10 @@ func (b *bench) many() (*manyResult, error) {
 	started := time.Now()
 	co := childOptions{kind: "connector"}
 	if b.profileDir != "" {
-		// The CPU profile of the idle window, between the two marks.
+		// The CPU profile of the idle window, between the two marks, and
+		// the heap at its start and end.
 		co.cpuProfile = fmt.Sprintf("%s/many-%d-brokers-idle.cpu.pprof", b.profileDir, b.manyBrokers)
+		co.memProfile = fmt.Sprintf("%s/many-%d-brokers-idle.allocs.pprof", b.profileDir, b.manyBrokers)
 	}
 	c, err := startChild(co, env)
 	if err != nil {
