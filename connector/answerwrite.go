@@ -18,8 +18,10 @@ import (
 // one answer at a time, while the next batch is invoked. The next answer
 // is written once the one before it was acknowledged, so that answers
 // reach the response topic in input order; and until then the offsets
-// after the unacknowledged answer's batch are held (see unwritten) and
-// marked once it is acknowledged. A partition thus keeps one answer being
+// after the unacknowledged answer's batch are held (see unwritten), to be
+// marked once it is acknowledged: as the next batch finishes or its
+// answer is written, or when the partition has nothing to do, whichever
+// comes first. A partition thus keeps one answer being
 // written beside the batch in flight, and a write that keeps failing holds
 // the partition after one more batch, as a failed invocation does.
 //
@@ -142,10 +144,21 @@ func (r *partitionResponses) written() <-chan struct{} {
 }
 
 // unwritten reports whether offset must wait for the answer being written
-// before it is marked, and keeps it for awaitAnswer if so.
+// before it is marked, and keeps it for awaitAnswer if so. An answer
+// already acknowledged holds nothing: while a backlog lasts the worker
+// reads on without looking at written, and batches that answer nothing
+// do not wait for it, so it is looked at here too.
 func (r *partitionResponses) unwritten(offset int64) bool {
 	if r == nil || r.pending == nil || offset <= r.pending.from {
 		return false
+	}
+	select {
+	case <-r.pending.done:
+		if r.pending.ok {
+			r.pending, r.unacknowledged = nil, -1 // offset is past what waited
+			return false
+		}
+	default:
 	}
 	r.unacknowledged = offset
 	return true

@@ -302,6 +302,62 @@ func TestNextBatchGoesWhileAnAnswerIsWritten(t *testing.T) {
 	}
 }
 
+// An answer acknowledged while the partition has more to deliver holds
+// nothing back until the partition is idle: once the answer of offset 0 is
+// written, the batches after it that answer nothing are committed as they
+// finish, while a later call is still in flight.
+func TestAnAcknowledgedAnswerHoldsNothingBack(t *testing.T) {
+	client, gw, cfg := setup(t, "orders", "orders.enriched")
+	cfg.ResponseTopic = "orders.enriched"
+	cfg.MaxMessages = 1
+	gw.SetFunctions(fn("enrich", "orders"))
+	var running atomic.Pointer[testkit.Running]
+	written := func() bool {
+		r := running.Load()
+		if r == nil {
+			return false
+		}
+		mfs, _ := r.Metrics().Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "kafka_connector_response_records_total" {
+				return len(mf.GetMetric()) > 0 && mf.GetMetric()[0].GetCounter().GetValue() >= 1
+			}
+		}
+		return false
+	}
+	release := make(chan struct{})
+	defer close(release)
+	gw.Handle("enrich", func(c *gatewaytest.Call) (int, []byte) {
+		e, err := c.Event()
+		if err != nil || len(e.Records) != 1 {
+			return http.StatusBadRequest, nil
+		}
+		switch e.Records[0].Ckafka.Offset {
+		case 0:
+			return echoRecords(c)
+		case 3:
+			// The answer of offset 0 was written, as far as the
+			// connector knows, before offset 3 is answered.
+			for !written() {
+				select {
+				case <-c.Context().Done():
+					return http.StatusServiceUnavailable, nil
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		case 5:
+			<-release
+		}
+		return http.StatusOK, nil // nothing to write
+	})
+	for o := range 6 {
+		client.Produce(testkit.Record("orders", 2, nil, []byte(strconv.Itoa(o))))
+	}
+	running.Store(testkit.Start(t, cfg))
+	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-enrich")["orders"][2] == 5 },
+		"offsets 0 to 4 committed while offset 5 is in flight: %v", client.Committed("kafka-connector-enrich"))
+}
+
 // exactlyOnce is the setup of the exactly-once tests: the function echoes
 // every message into the response topic.
 func exactlyOnce(t *testing.T, in, out string) (*testkit.Client, *gatewaytest.Gateway, config.Config) {

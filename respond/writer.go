@@ -223,17 +223,44 @@ func newProduceRequest(conf *sarama.Config) *sarama.ProduceRequest {
 }
 
 // produce sends one request and reads what the broker says of each
-// partition. A broker that cannot be reached is closed, and a partition
-// whose leader moved has its metadata refreshed, for the next write.
+// partition. It sends with AsyncProduce, not Produce, which holds the
+// broker's lock until the answer: the partitions of a trigger that write
+// to the same broker then have their requests in flight together, up to
+// Net.MaxOpenRequests, instead of one after the other. A connection that
+// failed is closed, as sarama's producer closes it, and opened again by
+// the next write; a partition whose leader moved has its metadata
+// refreshed for the next write.
 func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.ProduceRequest, batches map[int32]*sarama.RecordBatch, count int) error {
-	resp, err := b.Produce(req)
-	if err != nil {
-		_ = b.Close() // the next write opens it again
-		_ = client.RefreshMetadata(topic)
-		return fmt.Errorf("writing %d records to %s at broker %s: %w", count, topic, b.Addr(), err)
+	type answer struct {
+		resp *sarama.ProduceResponse
+		err  error
 	}
+	// The callback runs on the broker's reading goroutine, which must not
+	// wait: the channel holds its one answer.
+	answered := make(chan answer, 1)
+	err := b.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) { answered <- answer{resp, err} })
+	if err == nil {
+		a := <-answered
+		err = a.err
+		if err == nil {
+			return partitionErrors(client, topic, a.resp, batches, count)
+		}
+	}
+	var encoding sarama.PacketEncodingError
+	if !errors.As(err, &encoding) && !errors.Is(err, sarama.ErrNotConnected) {
+		// Not closed yet, and not a request that cannot be encoded, which
+		// says nothing of the connection.
+		_ = b.Close()
+	}
+	_ = client.RefreshMetadata(topic)
+	return fmt.Errorf("writing %d records to %s at broker %s: %w", count, topic, b.Addr(), err)
+}
+
+// partitionErrors reads what a broker answered for each partition written.
+func partitionErrors(client sarama.Client, topic string, resp *sarama.ProduceResponse, batches map[int32]*sarama.RecordBatch, count int) error {
 	var pes sarama.ProducerErrors
-	for p := range batches {
+	failed := 0
+	for p, batch := range batches {
 		// A partition the broker does not answer for is not written.
 		err := sarama.ErrIncompleteResponse
 		if block := resp.GetBlock(topic, p); block != nil {
@@ -241,13 +268,16 @@ func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.P
 		}
 		if err != sarama.ErrNoError {
 			pes = append(pes, &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: topic, Partition: p}, Err: err})
+			failed += len(batch.Records)
 		}
 	}
 	if len(pes) == 0 {
 		return nil
 	}
 	_ = client.RefreshMetadata(topic) // a leader that moved, most often
-	return newWriteError(pes, count)
+	e := newWriteError(pes, count)
+	e.Failed = failed
+	return e
 }
 
 // partitionCount is how many partitions topic has, as last read; a topic
