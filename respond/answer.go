@@ -60,12 +60,12 @@ func Parse(body []byte) ([]Record, error) {
 	// The records' bytes are taken from one copy of the body. A first walk
 	// checks it is JSON and finds the list, a second reads the list.
 	s := scanner{b: bytes.Clone(trimmed)}
-	list, err := s.recordsList()
+	list, n, err := s.recordsList()
 	if err != nil || list < 0 || s.b[list] != '[' {
 		return whole(body), nil
 	}
 	s.i = list
-	out := []Record{}
+	out := make([]Record, 0, n)
 	empty, _ := s.open('[')
 	for more, n := !empty, 0; more; more, _ = s.more(']') {
 		r, err := s.record()
@@ -83,19 +83,27 @@ func whole(body []byte) []Record { return []Record{{Value: bytes.Clone(body)}} }
 
 // recordsList reads the object at s.i to its end and returns where its
 // last "records" member's value starts (the last one, as encoding/json
-// would), -1 without one; errSyntax if the text is not one JSON object.
-func (s *scanner) recordsList() (int, error) {
-	list := -1
+// would), -1 without one, and how many elements it has if it is a list;
+// errSyntax if the text is not one JSON object.
+func (s *scanner) recordsList() (list, n int, err error) {
+	list = -1
 	empty, err := s.open('{')
 	for more := !empty; more && err == nil; {
 		var name []byte
 		if name, err = s.name(); err != nil {
 			break
 		}
-		if string(name) == "records" {
+		switch {
+		case string(name) == "records" && s.peek() == '[':
 			list = s.i
+			n, err = s.countList()
+		case string(name) == "records":
+			list, n = s.i, 0
+			_, err = s.skip()
+		default:
+			_, err = s.skip()
 		}
-		if _, err = s.skip(); err != nil {
+		if err != nil {
 			break
 		}
 		more, err = s.more('}')
@@ -103,7 +111,7 @@ func (s *scanner) recordsList() (int, error) {
 	if s.space(); err == nil && s.i < len(s.b) {
 		err = errSyntax // text after the object
 	}
-	return list, err
+	return list, n, err
 }
 
 // record reads an element of the records list at s.i, in text already

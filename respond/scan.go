@@ -236,16 +236,22 @@ func (s *scanner) skipObject() error {
 }
 
 func (s *scanner) skipList() error {
+	_, err := s.countList()
+	return err
+}
+
+// countList reads a list and returns how many elements it has.
+func (s *scanner) countList() (int, error) {
 	empty, err := s.open('[')
 	if err != nil || empty {
-		return err
+		return 0, err
 	}
-	for {
+	for n := 1; ; n++ {
 		if _, err := s.skip(); err != nil {
-			return err
+			return n, err
 		}
 		if more, err := s.more(']'); err != nil || !more {
-			return err
+			return n, err
 		}
 	}
 }
