@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kafka-connector/kafka-connector/respond"
 )
 
 // Headers added to every dead-lettered message, beside its own, to say
@@ -153,36 +155,6 @@ func writeFailure(err error, what string) (reason, fix string) {
 	}
 }
 
-// sendErrors is a failed send of dead letters. sarama's own error for it
-// says only how many messages failed; this one says why, once per cause,
-// and lets errors.Is find each cause.
-type sendErrors struct {
-	failed, sent int
-	causes       []error
-}
-
-func newSendErrors(pes sarama.ProducerErrors, sent int) *sendErrors {
-	e := &sendErrors{failed: len(pes), sent: sent}
-	seen := make(map[string]bool)
-	for _, pe := range pes {
-		if text := pe.Err.Error(); !seen[text] {
-			seen[text] = true
-			e.causes = append(e.causes, pe.Err)
-		}
-	}
-	return e
-}
-
-func (e *sendErrors) Error() string {
-	causes := make([]string, len(e.causes))
-	for i, c := range e.causes {
-		causes[i] = c.Error()
-	}
-	return fmt.Sprintf("%d of %d dead letters not written: %s", e.failed, e.sent, strings.Join(causes, "; "))
-}
-
-func (e *sendErrors) Unwrap() []error { return e.causes }
-
 // deadLetterProducer writes dead letters for one trigger. It connects on
 // first use, as most triggers never need it, and may be used by every
 // partition at once.
@@ -202,12 +174,7 @@ func (d *deadLetterProducer) send(msgs []*sarama.ProducerMessage) error {
 	if err != nil {
 		return err
 	}
-	err = p.SendMessages(msgs)
-	var pes sarama.ProducerErrors
-	if errors.As(err, &pes) {
-		return newSendErrors(pes, len(msgs))
-	}
-	return err
+	return respond.Send(p, msgs, "dead letters")
 }
 
 // get returns the producer, connecting it first if need be. Connecting

@@ -100,7 +100,7 @@ func (t *Transactional) Write(msgs []*sarama.ProducerMessage) error {
 		return err
 	}
 	t.records += len(msgs)
-	return send(t.producer, msgs)
+	return Send(t.producer, msgs, "records")
 }
 
 func (t *Transactional) begin() error {

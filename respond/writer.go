@@ -4,50 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 )
-
-// WriteError is a send of which some records were not acknowledged. It
-// says why, once per cause, and lets errors.Is find each cause.
-type WriteError struct {
-	Failed, Sent int
-	Causes       []error
-}
-
-func newWriteError(pes sarama.ProducerErrors, sent int) *WriteError {
-	e := &WriteError{Failed: len(pes), Sent: sent}
-	seen := make(map[string]bool)
-	for _, pe := range pes {
-		if text := pe.Err.Error(); !seen[text] {
-			seen[text] = true
-			e.Causes = append(e.Causes, pe.Err)
-		}
-	}
-	return e
-}
-
-func (e *WriteError) Error() string {
-	causes := make([]string, len(e.Causes))
-	for i, c := range e.Causes {
-		causes[i] = c.Error()
-	}
-	return fmt.Sprintf("%d of %d records not written: %s", e.Failed, e.Sent, strings.Join(causes, "; "))
-}
-
-func (e *WriteError) Unwrap() []error { return e.Causes }
-
-func send(p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
-	err := p.SendMessages(msgs)
-	var pes sarama.ProducerErrors
-	if errors.As(err, &pes) {
-		return newWriteError(pes, len(msgs))
-	}
-	return err
-}
 
 // Writer writes records at least once: Write returns once the brokers
 // acknowledged every record. One Writer serves every partition of a
@@ -275,7 +236,7 @@ func partitionErrors(client sarama.Client, topic string, resp *sarama.ProduceRes
 		return nil
 	}
 	_ = client.RefreshMetadata(topic) // a leader that moved, most often
-	e := newWriteError(pes, count)
+	e := newWriteError(pes, count, "records")
 	e.Failed = failed
 	return e
 }
