@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"context"
 	"log/slog"
 	"time"
 
@@ -71,7 +70,6 @@ func (f *flight) writeAtLeastOnce(records []respond.Record) bool {
 // Several goroutines may write at once: it touches no state of the worker.
 func (w *partitionWorker) writeUntilAcknowledged(log *slog.Logger, src respond.Source, records []respond.Record) bool {
 	a := w.t.answers
-	s := w.t.settings
 	var timer *time.Timer
 	for try := 1; ; try++ {
 		err := a.writer.Write(a.topic, src, records)
@@ -79,38 +77,28 @@ func (w *partitionWorker) writeUntilAcknowledged(log *slog.Logger, src respond.S
 			a.metrics.records.WithLabelValues(w.t.function, w.claim.Topic()).Add(float64(len(records)))
 			return true
 		}
-		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)
-		reason, fix := writeFailure(err, "response topic")
-		a.metrics.errors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
-		log := log.With("response_topic", a.topic, "reason", reason, "error", err, "retry_in", delay)
-		if fix != "" {
-			log.Error("cannot write the answer to the response topic, and retrying will not help until this is fixed: " + fix + "; the partition waits, uncommitted")
-		} else {
-			log.Error("cannot write the answer to the response topic; retrying, the batch stays uncommitted")
-		}
-		if !sleep(w.stop, &timer, delay, w.metrics) {
+		if !sleep(w.stop, &timer, w.answerFailed(log, err, try), w.metrics) {
 			return false
 		}
 	}
 }
 
-// sleep waits d on *timer, made on first use, counted as a retry wait; it
-// reports false if ctx ends first.
-func sleep(ctx context.Context, timer **time.Timer, d time.Duration, m *partitionMetrics) bool {
-	m.retrying.Inc()
-	defer m.retrying.Dec()
-	if *timer == nil {
-		*timer = time.NewTimer(d)
+// answerFailed counts and logs a failed write of an answer, saying what to
+// do when retrying will not help, and returns how long to wait before try
+// number try+1.
+func (w *partitionWorker) answerFailed(log *slog.Logger, err error, try int) time.Duration {
+	a := w.t.answers
+	s := w.t.settings
+	delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)
+	reason, fix := writeFailure(err, "response topic")
+	a.metrics.errors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
+	log = log.With("response_topic", a.topic, "reason", reason, "error", err, "retry_in", delay)
+	if fix != "" {
+		log.Error("cannot write the answer to the response topic, and retrying will not help until this is fixed: " + fix + "; the partition waits, uncommitted")
 	} else {
-		(*timer).Reset(d)
+		log.Error("cannot write the answer to the response topic; retrying, the batch stays uncommitted")
 	}
-	select {
-	case <-(*timer).C:
-		return true
-	case <-ctx.Done():
-		(*timer).Stop()
-		return false
-	}
+	return delay
 }
 
 // awaitAnswer waits for the answer being written, if any, and marks the

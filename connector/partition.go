@@ -660,17 +660,24 @@ func (f *flight) sleep(d time.Duration) bool {
 	if f.inline && !w.flushResponses() {
 		return false // no transaction stays open while the partition waits
 	}
-	w.metrics.retrying.Inc()
-	defer w.metrics.retrying.Dec()
-	if f.timer == nil {
-		f.timer = time.NewTimer(d)
+	return sleep(w.stop, &f.timer, d, w.metrics)
+}
+
+// sleep waits d on *timer, made on first use, counted as a retry wait; it
+// reports false if ctx ends first.
+func sleep(ctx context.Context, timer **time.Timer, d time.Duration, m *partitionMetrics) bool {
+	m.retrying.Inc()
+	defer m.retrying.Dec()
+	if *timer == nil {
+		*timer = time.NewTimer(d)
 	} else {
-		f.timer.Reset(d)
+		(*timer).Reset(d)
 	}
 	select {
-	case <-f.timer.C:
+	case <-(*timer).C:
 		return true
-	case <-w.stop.Done():
+	case <-ctx.Done():
+		(*timer).Stop()
 		return false
 	}
 }

@@ -425,7 +425,6 @@ func (f *flight) writeAnswer(records []respond.Record) bool {
 	}
 	msgs := respond.Messages(a.topic, f.source(), records)
 	r := w.resp
-	s := w.t.settings
 	for try := 1; ; try++ {
 		if r.failed {
 			return false
@@ -448,16 +447,7 @@ func (f *flight) writeAnswer(records []respond.Record) bool {
 			w.responseFailed("cannot write the answer in the partition's transaction", err, fenced)
 			return false
 		}
-		delay := backoff(s.RetryBackoffInitial, s.RetryBackoffMax, try)
-		reason, fix := writeFailure(err, "response topic")
-		a.metrics.errors.WithLabelValues(w.t.function, w.claim.Topic(), reason).Inc()
-		log := f.log().With("response_topic", a.topic, "reason", reason, "error", err, "retry_in", delay)
-		if fix != "" {
-			log.Error("cannot write the answer to the response topic, and retrying will not help until this is fixed: " + fix + "; the partition waits, uncommitted")
-		} else {
-			log.Error("cannot write the answer to the response topic; retrying, the batch stays uncommitted")
-		}
-		if !f.sleep(delay) {
+		if !f.sleep(w.answerFailed(f.log(), err, try)) {
 			return false
 		}
 	}
