@@ -51,26 +51,32 @@ func (s Source) headers() []sarama.RecordHeader {
 
 // recordHeaders are src's headers as the writer encodes them, shared by
 // every record of the answer.
-func (s Source) recordHeaders() []*sarama.RecordHeader {
-	hs := s.headers()
+func (s Source) recordHeaders() []*sarama.RecordHeader { return pointers(s.headers()) }
+
+// ownHeaders are a record's own headers followed by the source's (see
+// withSource), as the writer encodes them.
+func ownHeaders(own []Header, src []*sarama.RecordHeader) []*sarama.RecordHeader {
+	return append(pointers(withSource(own, nil)), src...)
+}
+
+// withSource is a record's own headers followed by src's, the function's
+// header named as one of the source's dropped: a reader finds one of each.
+func withSource(own []Header, src []sarama.RecordHeader) []sarama.RecordHeader {
+	out := make([]sarama.RecordHeader, 0, len(own)+len(src))
+	for _, h := range own {
+		if !slices.Contains(reserved, h.Key) {
+			out = append(out, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+		}
+	}
+	return append(out, src...)
+}
+
+func pointers(hs []sarama.RecordHeader) []*sarama.RecordHeader {
 	out := make([]*sarama.RecordHeader, len(hs))
 	for i := range hs {
 		out[i] = &hs[i]
 	}
 	return out
-}
-
-// ownHeaders are a record's own headers followed by the source's, the
-// function's header named as one of the source's dropped: a reader finds
-// one of each.
-func ownHeaders(own []Header, src []*sarama.RecordHeader) []*sarama.RecordHeader {
-	out := make([]*sarama.RecordHeader, 0, len(own)+len(src))
-	for _, h := range own {
-		if !slices.Contains(reserved, h.Key) {
-			out = append(out, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
-		}
-	}
-	return append(out, src...)
 }
 
 // Messages makes the producer messages of records answering src, for topic.
@@ -87,13 +93,7 @@ func Messages(topic string, src Source, records []Record) []*sarama.ProducerMess
 		// producer only reads them.
 		headers := extra
 		if len(r.Headers) > 0 {
-			headers = make([]sarama.RecordHeader, 0, len(r.Headers)+len(extra))
-			for _, h := range r.Headers {
-				if !slices.Contains(reserved, h.Key) {
-					headers = append(headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
-				}
-			}
-			headers = append(headers, extra...)
+			headers = withSource(r.Headers, extra)
 		}
 		// A nil key or value stays null, not empty.
 		m := &sarama.ProducerMessage{Topic: topic, Headers: headers, Metadata: inputPartition(src.Partition)}
