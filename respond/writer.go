@@ -70,12 +70,6 @@ func (w *Writer) Write(topic string, src Source, records []Record) error {
 	// records fill its batch in one request up to MaxMessageBytes, and go
 	// on in the next: a request never holds records of a partition that
 	// come before those of an earlier request.
-	type request struct {
-		req     *sarama.ProduceRequest
-		batches map[int32]*sarama.RecordBatch
-		sizes   map[int32]int
-		count   int
-	}
 	type route struct {
 		reqs []*request
 		at   map[int32]int // the request holding a partition's last batch
@@ -101,25 +95,25 @@ func (w *Writer) Write(topic string, src Source, records []Record) error {
 		}
 		size := recordSize(r, headers)
 		at, held := rt.at[p]
-		if held && rt.reqs[at].sizes[p]+size > conf.Producer.MaxMessageBytes {
+		if held && rt.reqs[at].parts[p].size+size > conf.Producer.MaxMessageBytes {
 			at++
 		}
 		if at == len(rt.reqs) {
-			rt.reqs = append(rt.reqs, &request{req: newProduceRequest(conf), batches: make(map[int32]*sarama.RecordBatch), sizes: make(map[int32]int)})
+			rt.reqs = append(rt.reqs, &request{req: newProduceRequest(conf), parts: make(map[int32]*part)})
 		}
 		rt.at[p] = at
 		rq := rt.reqs[at]
-		batch := rq.batches[p]
-		if batch == nil {
-			batch = &sarama.RecordBatch{
+		pt := rq.parts[p]
+		if pt == nil {
+			pt = &part{size: recordBatchOverhead, batch: &sarama.RecordBatch{
 				Version: 2, FirstTimestamp: now, MaxTimestamp: now,
 				Codec: conf.Producer.Compression, CompressionLevel: conf.Producer.CompressionLevel,
 				ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
-			}
-			rq.batches[p] = batch
-			rq.req.AddBatch(topic, p, batch)
-			rq.sizes[p] = recordBatchOverhead
+			}}
+			rq.parts[p] = pt
+			rq.req.AddBatch(topic, p, pt.batch)
 		}
+		batch := pt.batch
 		hs := headers
 		if len(r.Headers) > 0 {
 			hs = ownHeaders(r.Headers, headers)
@@ -127,13 +121,13 @@ func (w *Writer) Write(topic string, src Source, records []Record) error {
 		recs[i] = sarama.Record{OffsetDelta: int64(len(batch.Records)), Key: r.Key, Value: r.Value, Headers: hs}
 		batch.Records = append(batch.Records, &recs[i])
 		batch.LastOffsetDelta = int32(len(batch.Records) - 1)
-		rq.sizes[p] += size
+		pt.size += size
 		rq.count++
 	}
 	errs := make([]error, len(brokers))
 	send := func(i int) {
 		for _, rq := range routes[brokers[i]].reqs {
-			if errs[i] = produce(client, brokers[i], topic, rq.req, rq.batches, rq.count); errs[i] != nil {
+			if errs[i] = produce(client, brokers[i], topic, rq); errs[i] != nil {
 				return
 			}
 		}
@@ -148,6 +142,19 @@ func (w *Writer) Write(topic string, src Source, records []Record) error {
 		wg.Wait()
 	}
 	return errors.Join(errs...)
+}
+
+// request is a produce request being filled: a record batch for each
+// partition it writes to, each kept within Producer.MaxMessageBytes.
+type request struct {
+	req   *sarama.ProduceRequest
+	parts map[int32]*part
+	count int // records in all its batches
+}
+
+type part struct {
+	batch *sarama.RecordBatch
+	size  int // bytes, counted as sarama's producer counts them
 }
 
 // recordBatchOverhead and recordOverhead bound what a batch and a record
@@ -191,7 +198,7 @@ func newProduceRequest(conf *sarama.Config) *sarama.ProduceRequest {
 // failed is closed, as sarama's producer closes it, and opened again by
 // the next write; a partition whose leader moved has its metadata
 // refreshed for the next write.
-func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.ProduceRequest, batches map[int32]*sarama.RecordBatch, count int) error {
+func produce(client sarama.Client, b *sarama.Broker, topic string, rq *request) error {
 	type answer struct {
 		resp *sarama.ProduceResponse
 		err  error
@@ -199,12 +206,12 @@ func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.P
 	// The callback runs on the broker's reading goroutine, which must not
 	// wait: the channel holds its one answer.
 	answered := make(chan answer, 1)
-	err := b.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) { answered <- answer{resp, err} })
+	err := b.AsyncProduce(rq.req, func(resp *sarama.ProduceResponse, err error) { answered <- answer{resp, err} })
 	if err == nil {
 		a := <-answered
 		err = a.err
 		if err == nil {
-			return partitionErrors(client, topic, a.resp, batches, count)
+			return partitionErrors(client, topic, a.resp, rq)
 		}
 	}
 	var encoding sarama.PacketEncodingError
@@ -214,14 +221,14 @@ func produce(client sarama.Client, b *sarama.Broker, topic string, req *sarama.P
 		_ = b.Close()
 	}
 	_ = client.RefreshMetadata(topic)
-	return fmt.Errorf("writing %d records to %s at broker %s: %w", count, topic, b.Addr(), err)
+	return fmt.Errorf("writing %d records to %s at broker %s: %w", rq.count, topic, b.Addr(), err)
 }
 
 // partitionErrors reads what a broker answered for each partition written.
-func partitionErrors(client sarama.Client, topic string, resp *sarama.ProduceResponse, batches map[int32]*sarama.RecordBatch, count int) error {
+func partitionErrors(client sarama.Client, topic string, resp *sarama.ProduceResponse, rq *request) error {
 	var pes sarama.ProducerErrors
 	failed := 0
-	for p, batch := range batches {
+	for p, pt := range rq.parts {
 		// A partition the broker does not answer for is not written.
 		err := sarama.ErrIncompleteResponse
 		if block := resp.GetBlock(topic, p); block != nil {
@@ -229,14 +236,14 @@ func partitionErrors(client sarama.Client, topic string, resp *sarama.ProduceRes
 		}
 		if err != sarama.ErrNoError {
 			pes = append(pes, &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: topic, Partition: p}, Err: err})
-			failed += len(batch.Records)
+			failed += len(pt.batch.Records)
 		}
 	}
 	if len(pes) == 0 {
 		return nil
 	}
 	_ = client.RefreshMetadata(topic) // a leader that moved, most often
-	e := newWriteError(pes, count, "records")
+	e := newWriteError(pes, rq.count, "records")
 	e.Failed = failed
 	return e
 }
