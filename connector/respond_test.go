@@ -60,9 +60,12 @@ func echoRecords(c *gatewaytest.Call) (int, []byte) {
 // hold the markers back until they are decided.
 func readCommitted(t *testing.T, cluster *kfake.Cluster, topic string, parts int32) []*kgo.Record {
 	t.Helper()
+	// Each call's markers are its own: a test that reads twice must not
+	// stop at the first call's markers, before what was written since.
+	marker := "end-marker " + strconv.FormatInt(time.Now().UnixNano(), 10)
 	w := testkit.NewClient(t, cluster)
 	for p := int32(0); p < parts; p++ {
-		w.Produce(testkit.Record(topic, p, nil, []byte("end-marker")))
+		w.Produce(testkit.Record(topic, p, nil, []byte(marker)))
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
@@ -80,11 +83,12 @@ func readCommitted(t *testing.T, cluster *kfake.Cluster, topic string, parts int
 			t.Fatalf("read %d end markers of %d from %s (and %d records)", ends, parts, topic, len(out))
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			if string(r.Value) == "end-marker" {
+			switch {
+			case string(r.Value) == marker:
 				ends++
-				return
+			case !strings.HasPrefix(string(r.Value), "end-marker "):
+				out = append(out, r)
 			}
-			out = append(out, r)
 		})
 	}
 	return out
