@@ -181,7 +181,7 @@ func TestKeyOrderHoldsUnderRetries(t *testing.T) {
 func TestCommitNeverPassesAnUnfinishedMessage(t *testing.T) {
 	client, gw, cfg := setup(t, "events")
 	gw.SetFunctions(fn("loose", "events"))
-	// A window of 11 messages holds the stalled one and all that follow.
+	// The window holds the stalled message and all that follow.
 	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 10, 1
 	release := make(chan struct{})
 	var after atomic.Int32 // calls after the stalled one that succeeded
@@ -215,6 +215,57 @@ func TestCommitNeverPassesAnUnfinishedMessage(t *testing.T) {
 	}, "offsets 0 and 1 committed")
 	close(release)
 	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-loose")["events"][0] == 10 },
+		"everything committed once the stalled call finished")
+}
+
+// TestAStalledCallHoldsOnlyItsOwnSlot: under ordering=none, while the
+// oldest call is stalled, the partition's other slot goes on with the
+// messages after it, up to the window (three times the batches in flight);
+// with a window of exactly the batches in flight, the slot whose call
+// finished first would wait for the stalled one.
+func TestAStalledCallHoldsOnlyItsOwnSlot(t *testing.T) {
+	client, gw, cfg := setup(t, "ticks")
+	gw.SetFunctions(fn("steady", "ticks"))
+	cfg.Ordering, cfg.Concurrency, cfg.MaxMessages = "none", 2, 1
+	release := make(chan struct{})
+	var mu sync.Mutex
+	after := map[int]bool{} // offsets after the stalled one that succeeded
+	gw.Handle("steady", func(c *gatewaytest.Call) (int, []byte) {
+		first, _ := strconv.Atoi(c.Header.Get("X-Kafka-First-Offset"))
+		if first == 0 {
+			select {
+			case <-release:
+			case <-c.Context().Done():
+				return http.StatusServiceUnavailable, nil
+			}
+			return http.StatusOK, nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		after[first] = true
+		return http.StatusOK, nil
+	})
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, testkit.Record("ticks", 0, nil, []byte(strconv.Itoa(i))))
+	}
+	client.Produce(recs...)
+	testkit.Start(t, cfg)
+
+	// Offsets 1 to 5: the window of 6 messages from the stalled one.
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if after[6] {
+			t.Fatal("offset 6 delivered while offset 0 held a window of 6 messages")
+		}
+		return len(after) == 5
+	}, "the other slot delivers offsets 1 to 5 while offset 0 is stalled")
+	if c := client.Committed("kafka-connector-steady")["ticks"][0]; c != 0 {
+		t.Fatalf("committed %d while offset 0 is in flight", c)
+	}
+	close(release)
+	testkit.Eventually(t, 10*time.Second, func() bool { return client.Committed("kafka-connector-steady")["ticks"][0] == 10 },
 		"everything committed once the stalled call finished")
 }
 
