@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,7 +63,8 @@ type childOptions struct {
 	topic      string // the consumer's topic
 	target     int    // messages the consumer reads before it says done
 	cpuProfile string // written between the first and second mark
-	memProfile string // allocation profiles at the first and second mark
+	memProfile string // allocation profiles at the first and second mark, and the goroutines at the second
+	binary     string // a built kafka-connector to run instead of this program as -child=connector
 }
 
 func runChild(o childOptions) error {
@@ -130,6 +132,11 @@ func mark(n int, o childOptions) (snapshot, error) {
 			name += ".base" // go tool pprof -base <name>.base <name>
 		}
 		err = errors.Join(err, writeProfile("allocs", name))
+		if n == 2 {
+			// Who holds the goroutines and their stacks, at the end of
+			// what was measured.
+			err = errors.Join(err, writeProfile("goroutine", strings.TrimSuffix(o.memProfile, ".allocs.pprof")+".goroutine.pprof"))
+		}
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -69,8 +69,9 @@ type options struct {
 	concN                               int
 	concKeys                            []int // keys of each backlog of the concurrency comparison
 	largeDelay                          time.Duration
-	bufferedBytes                       int // max_buffered_bytes of every connector phase; 0: the default
-	manyBrokers                         int // brokers of the many phase's cluster
+	bufferedBytes                       int    // max_buffered_bytes of every connector phase; 0: the default
+	manyBrokers                         int    // brokers of the many phase's cluster
+	connectorBinary                     string // a built kafka-connector to measure instead of the connector package
 }
 
 func main() {
@@ -102,12 +103,13 @@ func main() {
 	flag.DurationVar(&o.largeDelay, "large-delay", 200*time.Millisecond, "how long the function of the large-message phase takes a call")
 	flag.IntVar(&o.largeMaxMessages, "large-max-messages", 10, "the connector's max_messages in the large-message phase")
 	flag.IntVar(&o.manyBrokers, "many-brokers", 3, "brokers of the embedded cluster of the many phase")
+	flag.StringVar(&o.connectorBinary, "connector-binary", "", "measure this built kafka-connector command instead of the benchmark's own run of the connector package: the program users run, with its HTTP server and signal handling; its CPU is read from /proc, its allocations are not known (shown as 0)")
 	flag.IntVar(&o.bufferedBytes, "max-buffered-bytes", 0, "the connector's max_buffered_bytes in every phase (0: its default)")
 	// The measured process: this program started again (see child.go).
 	flag.StringVar(&co.kind, "child", "", "run as the measured process: connector or consumer")
 	flag.StringVar(&co.topic, "topic", "", "with -child=consumer: the topic")
 	flag.StringVar(&co.cpuProfile, "cpuprofile", "", "with -child: the CPU profile between the first and second mark")
-	flag.StringVar(&co.memProfile, "memprofile", "", "with -child: the allocation profile at the second mark (and .base at the first)")
+	flag.StringVar(&co.memProfile, "memprofile", "", "with -child: the allocation profile at the second mark (and .base at the first), and the goroutine profile beside it")
 	flag.Parse()
 
 	if co.kind != "" {
@@ -537,7 +539,7 @@ func (b *bench) throughput(r int, ps phaseSpec) (*phaseResult, error) {
 		hostProfile string // this process's CPU profile over the phase
 	)
 	if maxMessages > 0 {
-		o.kind = "connector"
+		o.kind, o.binary = "connector", b.connectorBinary
 		s = newSink(target, ps.size)
 		s.decodeAll = b.decodeAll
 		if expr != "" { // oneInTen, the only filter measured
@@ -697,7 +699,7 @@ func (b *bench) latency(r int) (*latencyResult, error) {
 	fn := fmt.Sprintf("steady-%d", r)
 	b.subscribe(fn, topic, "", s)
 	defer b.gw.SetFunctions()
-	c, err := startChild(childOptions{kind: "connector"}, b.env("bench-"+fn, b.latencyMaxMsgs))
+	c, err := startChild(childOptions{kind: "connector", binary: b.connectorBinary}, b.env("bench-"+fn, b.latencyMaxMsgs))
 	if err != nil {
 		return nil, err
 	}

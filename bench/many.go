@@ -125,7 +125,7 @@ func (b *bench) many() (*manyResult, error) {
 		"log_level=warn",
 	}
 	started := time.Now()
-	co := childOptions{kind: "connector"}
+	co := childOptions{kind: "connector", binary: b.connectorBinary}
 	if b.profileDir != "" {
 		// The CPU profile of the idle window, between the two marks, and
 		// the heap at its start and end.

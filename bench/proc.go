@@ -9,15 +9,19 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // child is a measured consumer running in its own process (see child.go).
 type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	marks chan snapshot
-	done  chan struct{} // the consumer read its target
+	cmd *exec.Cmd
+	// binary: the child is a built kafka-connector, which answers no
+	// marks and stops on SIGTERM.
+	binary bool
+	stdin  io.WriteCloser
+	marks  chan snapshot
+	done   chan struct{} // the consumer read its target
 
 	exited  chan struct{} // closed when the process has exited
 	exitErr error         // how it exited; read after exited is closed
@@ -38,6 +42,12 @@ func startChild(o childOptions, env []string) (*child, error) {
 		args = append(args, "-memprofile="+o.memProfile)
 	}
 	cmd := exec.Command(self, args...)
+	if o.binary != "" {
+		// Its health server on a free port: several measured processes
+		// may overlap as one stops and the next starts.
+		cmd = exec.Command(o.binary)
+		env = append(env, "http_addr=127.0.0.1:0")
+	}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -51,7 +61,7 @@ func startChild(o childOptions, env []string) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{cmd: cmd, stdin: stdin, marks: make(chan snapshot, 2), done: make(chan struct{}), exited: make(chan struct{})}
+	c := &child{cmd: cmd, binary: o.binary != "", stdin: stdin, marks: make(chan snapshot, 2), done: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
 		in := bufio.NewScanner(stdout)
 		for in.Scan() {
@@ -78,6 +88,10 @@ func startChild(o childOptions, env []string) (*child, error) {
 
 // mark asks the child for a snapshot of its counters.
 func (c *child) mark() (snapshot, error) {
+	if c.binary {
+		cpu, err := procCPU(c.pid())
+		return snapshot{CPU: cpu}, err
+	}
 	if _, err := io.WriteString(c.stdin, "mark\n"); err != nil {
 		return snapshot{}, err
 	}
@@ -95,6 +109,9 @@ func (c *child) mark() (snapshot, error) {
 // child that does not stop in time is killed.
 func (c *child) stop() {
 	c.stdin.Close()
+	if c.binary {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-c.exited:
 	case <-time.After(20 * time.Second):
@@ -164,4 +181,29 @@ func procConnections(pid int, addrs []string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// procCPU returns the CPU time a process has used so far, user and system,
+// from /proc/<pid>/stat (in clock ticks of 10 ms).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: count the fields
+	// after it. utime and stime are the 14th and 15th fields.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 13", pid, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
