@@ -501,6 +501,36 @@ func grep(text, substr string) string {
 	return strings.Join(out, "\n")
 }
 
+// TestMovedLeadersAreFollowed: every partition's leadership moves to
+// another broker while the trigger consumes. The trigger learns of it from
+// its fetches failing, long before sarama's metadata refresh of every ten
+// minutes, and what is written afterwards is delivered, in order, nothing
+// lost.
+func TestMovedLeadersAreFollowed(t *testing.T) {
+	client, gw, cfg := setup(t, "moving")
+	gw.SetFunctions(fn("mover", "moving"))
+	produceSpread(client, "moving", 1)
+	testkit.Start(t, cfg)
+	testkit.Eventually(t, 20*time.Second, func() bool { return successes(t, gw.Calls("mover")).count("moving") == partitions },
+		"the messages written before the move")
+
+	c := client.Cluster
+	for p := int32(0); p < partitions; p++ {
+		to := (c.LeaderFor("moving", p) + 1) % testkit.Brokers
+		if err := c.MoveTopicPartition("moving", p, to); err != nil {
+			t.Fatalf("moving moving/%d to broker %d: %v", p, to, err)
+		}
+	}
+	produceSpread(client, "moving", 1)
+	testkit.Eventually(t, 30*time.Second, func() bool { return successes(t, gw.Calls("mover")).count("moving") == 2*partitions },
+		"the messages written after the move")
+	for p, offsets := range successes(t, gw.Calls("mover")).offsets["moving"] {
+		if !slices.Equal(offsets, []int64{0, 1}) {
+			t.Errorf("partition %d: offsets %v delivered, want [0 1]", p, offsets)
+		}
+	}
+}
+
 func TestLatestDeliversWhatIsNewToTheFunction(t *testing.T) {
 	client, gw, cfg := setup(t, "growing")
 	gw.SetFunctions(fn("follower", "growing,created-later"))
