@@ -198,11 +198,7 @@ func TestCommitNeverPassesAnUnfinishedMessage(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	var recs []*kgo.Record
-	for i := range 10 {
-		recs = append(recs, testkit.Record("events", 0, nil, []byte(strconv.Itoa(i))))
-	}
-	client.Produce(recs...)
+	produceNumbered(client, "events", 0, 10)
 	testkit.Start(t, cfg)
 
 	testkit.Eventually(t, 20*time.Second, func() bool { return after.Load() >= 7 }, "the calls after the stalled one succeed")
@@ -245,11 +241,7 @@ func TestAStalledCallHoldsOnlyItsOwnSlot(t *testing.T) {
 		after[first] = true
 		return http.StatusOK, nil
 	})
-	var recs []*kgo.Record
-	for i := range 10 {
-		recs = append(recs, testkit.Record("ticks", 0, nil, []byte(strconv.Itoa(i))))
-	}
-	client.Produce(recs...)
+	produceNumbered(client, "ticks", 0, 10)
 	testkit.Start(t, cfg)
 
 	// Offsets 1 to 5: the window of 6 messages from the stalled one.
@@ -323,11 +315,7 @@ func TestBackPressureWaitsAndIsNotARetry(t *testing.T) {
 		c.Reply.Set("Retry-After", "1")
 		return http.StatusTooManyRequests, []byte("slow down")
 	})
-	var recs []*kgo.Record
-	for i := range 6 {
-		recs = append(recs, testkit.Record("slow", 0, nil, []byte(strconv.Itoa(i))))
-	}
-	client.Produce(recs...)
+	produceNumbered(client, "slow", 0, 6)
 	r := testkit.Start(t, cfg)
 
 	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-busy")["slow"][0] == 6 },

@@ -78,6 +78,16 @@ func produceSpread(client *testkit.Client, topic string, n int) {
 	client.Produce(recs...)
 }
 
+// produceNumbered writes the numbers from from to to-1, each a message's
+// value, to partition 0 of topic.
+func produceNumbered(client *testkit.Client, topic string, from, to int) {
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, testkit.Record(topic, 0, nil, []byte(strconv.Itoa(i))))
+	}
+	client.Produce(recs...)
+}
+
 func inOrder(offsets []int64, n int) bool {
 	if len(offsets) != n {
 		return false

@@ -345,13 +345,7 @@ func TestAnnotationsOverrideTheSettingsOfOneFunction(t *testing.T) {
 	)
 	cfg.MaxWait = time.Minute // only the annotation's shorter wait or a full batch can send
 	cfg.MaxMessages = 1000
-	client.Produce(func() []*kgo.Record {
-		var recs []*kgo.Record
-		for i := 0; i < 10; i++ {
-			recs = append(recs, testkit.Record("tuned", 0, nil, []byte(strconv.Itoa(i))))
-		}
-		return recs
-	}()...)
+	produceNumbered(client, "tuned", 0, 10)
 	r := testkit.Start(t, cfg)
 	metrics := httptest.NewServer(promhttp.HandlerFor(r.Metrics(), promhttp.HandlerOpts{}))
 	defer metrics.Close()
@@ -603,11 +597,7 @@ func TestUnreadableFailureReportRetriesTheWholeBatch(t *testing.T) {
 				}
 				return http.StatusOK, nil
 			})
-			var recs []*kgo.Record
-			for i := 0; i < 5; i++ {
-				recs = append(recs, testkit.Record("reports", 0, nil, []byte(strconv.Itoa(i))))
-			}
-			client.Produce(recs...)
+			produceNumbered(client, "reports", 0, 5)
 			testkit.Start(t, cfg)
 			testkit.Eventually(t, 20*time.Second, func() bool { return len(gw.Calls("reporter")) >= 2 }, "a retry")
 			calls := gw.Calls("reporter")
@@ -653,13 +643,7 @@ func TestFailureReportNamingNoRecordOfTheBatchRetriesItWhole(t *testing.T) {
 				}
 				return http.StatusOK, nil
 			})
-			produce := func(from, to int) {
-				var recs []*kgo.Record
-				for i := from; i < to; i++ {
-					recs = append(recs, testkit.Record("reports", 0, nil, []byte(strconv.Itoa(i))))
-				}
-				client.Produce(recs...)
-			}
+			produce := func(from, to int) { produceNumbered(client, "reports", from, to) }
 			// A first delivery, so that the batch reported on starts at an
 			// offset other than 0, as in a partition that has been in use.
 			produce(0, 5)
