@@ -10,15 +10,15 @@ import (
 // (ordering=key or none). The window starts at the oldest unfinished
 // message, so with a window of exactly the batches in flight a batch that
 // finished before the oldest one left its slot idle until the oldest
-// finished: every slot waited for the slowest call in flight, and 16 calls
-// of 20 ms started one every 25 ms each. Under ordering=key, the queued
-// messages of the keys in flight also filled that window (with 83 keys a
-// partition, half the allowed invocations stayed idle). Three times the
-// batches in flight lets the other messages fill the free slots, and under
-// ordering=key lets a key's queued messages travel together (see
-// schedule.Policy). Its cost is messages, not bytes: the window's bytes
-// stay those of the batches in flight (windowBytes), and
-// docs/operating.md's memory formula counts the messages.
+// finished: every slot waited for the slowest call in flight, and of 16
+// calls of 20 ms allowed, 12.9 were in flight on average. Under
+// ordering=key, the queued messages of the keys in flight also filled that
+// window (with 83 keys a partition, half the allowed invocations stayed
+// idle). Three times the batches in flight lets the other messages fill
+// the free slots, and under ordering=key lets a key's queued messages
+// travel together (see schedule.Policy). Its cost is messages, not bytes:
+// the window's bytes stay those of the batches in flight (windowBytes),
+// and docs/operating.md's memory formula counts the messages.
 const lookAhead = 3
 
 // windowOf is a partition's window in messages: the batches that may be in
