@@ -129,10 +129,7 @@ func committedAll(t *testing.T, client *testkit.Client, group, topic string) {
 // with the headers naming its batch, in the partition the rule says, and
 // answers of the other forms write what the answer format says.
 func TestAnswersAreWrittenToTheResponseTopic(t *testing.T) {
-	client, gw, cfg := setup(t, "orders", "orders.enriched")
-	cfg.ResponseTopic = "orders.enriched"
-	cfg.MaxMessages = 4
-	gw.SetFunctions(fn("enrich", "orders"))
+	client, gw, cfg := enriching(t, 4)
 	gw.Handle("enrich", echoRecords)
 	testkit.Start(t, cfg)
 
@@ -261,10 +258,7 @@ func TestResponseWriteFailureKeepsTheBatchUncommitted(t *testing.T) {
 // gets offset 1 and not offset 2, and nothing is committed; once it is
 // written, the answers follow in input order and everything is committed.
 func TestNextBatchGoesWhileAnAnswerIsWritten(t *testing.T) {
-	client, gw, cfg := setup(t, "orders", "orders.enriched")
-	cfg.ResponseTopic = "orders.enriched"
-	cfg.MaxMessages = 1
-	gw.SetFunctions(fn("enrich", "orders"))
+	client, gw, cfg := enriching(t, 1)
 	gw.Handle("enrich", echoRecords)
 	for o := range 3 {
 		client.Produce(testkit.Record("orders", 2, nil, []byte(strconv.Itoa(o))))
@@ -311,10 +305,7 @@ func TestNextBatchGoesWhileAnAnswerIsWritten(t *testing.T) {
 // written, the batches after it that answer nothing are committed as they
 // finish, while a later call is still in flight.
 func TestAnAcknowledgedAnswerHoldsNothingBack(t *testing.T) {
-	client, gw, cfg := setup(t, "orders", "orders.enriched")
-	cfg.ResponseTopic = "orders.enriched"
-	cfg.MaxMessages = 1
-	gw.SetFunctions(fn("enrich", "orders"))
+	client, gw, cfg := enriching(t, 1)
 	var running atomic.Pointer[testkit.Running]
 	written := func() bool {
 		r := running.Load()
@@ -360,6 +351,18 @@ func TestAnAcknowledgedAnswerHoldsNothingBack(t *testing.T) {
 	running.Store(testkit.Start(t, cfg))
 	testkit.Eventually(t, 30*time.Second, func() bool { return client.Committed("kafka-connector-enrich")["orders"][2] == 5 },
 		"offsets 0 to 4 committed while offset 5 is in flight: %v", client.Committed("kafka-connector-enrich"))
+}
+
+// enriching is the setup of the at-least-once tests of the function
+// enrich, which answers the messages of orders into orders.enriched, in
+// batches of at most maxMessages.
+func enriching(t *testing.T, maxMessages int) (*testkit.Client, *gatewaytest.Gateway, config.Config) {
+	t.Helper()
+	client, gw, cfg := setup(t, "orders", "orders.enriched")
+	cfg.ResponseTopic = "orders.enriched"
+	cfg.MaxMessages = maxMessages
+	gw.SetFunctions(fn("enrich", "orders"))
+	return client, gw, cfg
 }
 
 // exactlyOnce is the setup of the exactly-once tests: the function echoes
